@@ -1,0 +1,113 @@
+//! What a submitter holds: a handle that resolves to the job's one outcome.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
+use weir::{JobError, Outcome};
+
+use crate::stop::{Stop, StopReason};
+
+/// Resolves to the job's outcome. Dropping it does not cancel the job.
+#[derive(Debug)]
+pub struct JobHandle<T> {
+    rx: oneshot::Receiver<Outcome<T>>,
+    stop: Arc<Stop>,
+    canceller: Option<crate::Runtime>,
+}
+
+impl<T> JobHandle<T> {
+    pub(crate) fn new(rx: oneshot::Receiver<Outcome<T>>, stop: Arc<Stop>) -> Self {
+        Self {
+            rx,
+            stop,
+            canceller: None,
+        }
+    }
+
+    pub(crate) fn attach(&mut self, runtime: &crate::Runtime) {
+        self.canceller = Some(runtime.clone());
+    }
+
+    /// Cancels the job: if it has not started it ends `Cancelled` without running; if it
+    /// runs, its future is dropped and it ends `Cancelled` (unless it ended first).
+    pub fn cancel(&self) {
+        if self.stop.request(StopReason::Cancelled) {
+            if let Some(rt) = &self.canceller {
+                rt.cancel(self.stop.clone());
+            }
+        }
+    }
+
+    /// Returns the outcome if the job has ended, without waiting.
+    pub fn try_outcome(&mut self) -> Option<Outcome<T>> {
+        match self.rx.try_recv() {
+            Ok(o) => Some(o),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(lost()),
+        }
+    }
+}
+
+fn lost<T>() -> Outcome<T> {
+    Outcome::Failed(JobError::RuntimeStopped(
+        "the runtime dropped the job without an outcome".into(),
+    ))
+}
+
+impl<T> Future for JobHandle<T> {
+    type Output = Outcome<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| lost()))
+    }
+}
+
+/// The blocking counterpart of [`JobHandle`], for threads outside any async runtime.
+#[derive(Debug)]
+pub struct BlockingTicket<T> {
+    rx: crossbeam_channel::Receiver<Outcome<T>>,
+    stop: Arc<Stop>,
+    canceller: Option<crate::Runtime>,
+}
+
+impl<T> BlockingTicket<T> {
+    pub(crate) fn new(rx: crossbeam_channel::Receiver<Outcome<T>>, stop: Arc<Stop>) -> Self {
+        Self {
+            rx,
+            stop,
+            canceller: None,
+        }
+    }
+
+    pub(crate) fn attach(&mut self, runtime: &crate::Runtime) {
+        self.canceller = Some(runtime.clone());
+    }
+
+    /// Blocks the calling thread until the job ends.
+    pub fn wait(self) -> Outcome<T> {
+        self.rx.recv().unwrap_or_else(|_| lost())
+    }
+
+    /// Waits at most `timeout`; `None` if the job has not ended by then.
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> Option<Outcome<T>> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(o) => Some(o),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Some(lost()),
+        }
+    }
+
+    /// Cancels the job (see [`JobHandle::cancel`]).
+    pub fn cancel(&self) {
+        if self.stop.request(StopReason::Cancelled) {
+            if let Some(rt) = &self.canceller {
+                rt.cancel(self.stop.clone());
+            }
+        }
+    }
+}

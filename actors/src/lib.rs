@@ -1,0 +1,50 @@
+//! # weir-actors: the actix runtime around the weir core
+//!
+//! A [`Runtime`] is a Supervisor actor that owns the scheduler core ([`weir::Scheduler`])
+//! and is the only place a slot is granted, plus worker arbiters that run job bodies.
+//! Services submit [`Job`]s and await [`JobHandle`]s; every job ends in exactly one
+//! [`weir::Outcome`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use weir::{Config, JobError, JobSpec, Outcome};
+//! use weir_actors::Runtime;
+//!
+//! actix_rt::System::new().block_on(async {
+//!     let runtime = Runtime::start(Config::default()).unwrap();
+//!     // An organisation job fans out one query per projection and waits for them
+//!     // without holding a slot.
+//!     let org = runtime
+//!         .submit(JobSpec::new("acme", "orgs"), |ctx| async move {
+//!             let children = ctx
+//!                 .spawn((0..3u32).map(|p| {
+//!                     (ctx.child_spec("store"), move |_ctx| async move { Ok::<_, JobError>(p * 10) })
+//!                 }))
+//!                 .map_err(|e| JobError::msg(e.to_string()))?;
+//!             let outcomes = ctx.join(children).await;
+//!             Ok::<_, JobError>(outcomes.iter().filter(|o| o.is_completed()).count())
+//!         })
+//!         .unwrap();
+//!     assert_eq!(org.await, Outcome::Completed(3));
+//!     runtime.shutdown(Duration::from_secs(1)).await;
+//! });
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+mod context;
+mod handle;
+mod job;
+mod runtime;
+mod settings;
+mod stop;
+mod supervisor;
+mod worker;
+
+pub use context::{Children, JobContext};
+pub use handle::{BlockingTicket, JobHandle};
+pub use job::Job;
+pub use runtime::{Runtime, StartError, SubmitError};
+pub use settings::{load_config, load_config_from};
+pub use supervisor::ShutdownReport;

@@ -1,0 +1,298 @@
+//! The embedding handle: start the runtime, submit jobs, read stats, shut down.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, AsyncContext};
+use tokio::sync::oneshot;
+use weir::{Config, ConfigError, JobError, JobKey, JobSpec, StatsSnapshot};
+
+use crate::context::JobContext;
+use crate::stop::Stop;
+use crate::supervisor::{
+    Cancel, GetStats, Park, Shutdown, ShutdownReport, Submit, Submitted, Supervisor, Unpark,
+};
+use crate::worker::Worker;
+use crate::{BlockingTicket, Job, JobHandle};
+
+/// Why a submission was refused. Nothing of a refused submission runs, and its handles
+/// resolve `Cancelled`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// Accepting would put more than `max_queued` jobs in waiting.
+    #[error("queue full: {queued} jobs waiting, max_queued is {max_queued}")]
+    QueueFull {
+        /// Jobs waiting when the submission was refused.
+        queued: u64,
+        /// The configured bound.
+        max_queued: u64,
+    },
+    /// The runtime is shutting down or stopped.
+    #[error("the runtime is shutting down")]
+    ShuttingDown,
+}
+
+/// Why the runtime did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The runtime's thread could not be started.
+    #[error("cannot start the runtime thread: {0}")]
+    Thread(String),
+}
+
+struct Inner {
+    supervisor: Addr<Supervisor>,
+    config: Config,
+    /// Jobs accepted and not yet started or ended: the `max_queued` bound. This counter is
+    /// backpressure only; it admits nothing to a slot (only the supervisor does that).
+    waiting: AtomicU64,
+    closed: AtomicBool,
+    /// The actix system this runtime started on a thread of its own, if it did.
+    own_system: std::sync::Mutex<Option<actix_rt::System>>,
+}
+
+/// A handle to a running weir runtime; cheap to clone and usable from any thread.
+///
+/// ```
+/// use weir::{Config, JobError, JobSpec, Outcome};
+/// use weir_actors::Runtime;
+///
+/// let runtime = Runtime::start(Config::default()).unwrap(); // from plain `main`
+/// let ticket = runtime
+///     .submit_blocking(JobSpec::new("acme", "store"), |_ctx| async { Ok::<_, JobError>(2 + 2) })
+///     .unwrap();
+/// assert_eq!(ticket.wait(), Outcome::Completed(4));
+/// runtime.shutdown_blocking(std::time::Duration::from_secs(1));
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Starts a runtime.
+    ///
+    /// Inside an actix arbiter (an `actix_rt::System`, `#[actix_rt::main]`, or actix-web),
+    /// the supervisor runs on the current arbiter (or a new one, with
+    /// `runtime.own_thread`), so a paused tokio clock drives it. Anywhere else (plain
+    /// `main`, a tokio runtime without actix) it starts an actix system on a thread of its
+    /// own. Worker arbiters are started per `runtime.worker_threads`.
+    pub fn start(config: Config) -> Result<Runtime, StartError> {
+        config.validate()?;
+        if actix_rt::Arbiter::try_current().is_some() && actix_rt::System::try_current().is_some() {
+            return Ok(Self::start_here(config, None));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("weir-supervisor".into())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                system.block_on(async {
+                    let _ = tx.send(Self::start_here(config, Some(actix_rt::System::current())));
+                });
+                let _ = system.run();
+            })
+            .map_err(|e| StartError::Thread(e.to_string()))?;
+        rx.recv()
+            .map_err(|_| StartError::Thread("the runtime thread exited while starting".into()))
+    }
+
+    fn start_here(config: Config, own_system: Option<actix_rt::System>) -> Runtime {
+        let mut arbiters = Vec::new();
+        let mut workers = Vec::new();
+        for _ in 0..config.runtime.worker_threads {
+            let arbiter = actix_rt::Arbiter::new();
+            workers.push(Worker::start_in_arbiter(&arbiter.handle(), |_| Worker));
+            arbiters.push(arbiter);
+        }
+        let supervisor_arbiter = config.runtime.own_thread.then(actix_rt::Arbiter::new);
+        let handle = supervisor_arbiter.as_ref().map(actix_rt::Arbiter::handle);
+        let (runtime_tx, runtime_rx) = std::sync::mpsc::channel();
+        let cfg = config.clone();
+        let make = move |ctx: &mut actix::Context<Supervisor>| {
+            let runtime = Runtime {
+                inner: Arc::new(Inner {
+                    supervisor: ctx.address(),
+                    config: cfg.clone(),
+                    waiting: AtomicU64::new(0),
+                    closed: AtomicBool::new(false),
+                    own_system: std::sync::Mutex::new(own_system),
+                }),
+            };
+            let _ = runtime_tx.send(runtime.clone());
+            let mut all_arbiters = arbiters;
+            all_arbiters.extend(supervisor_arbiter);
+            Supervisor::new(cfg, runtime, workers, all_arbiters)
+        };
+        match handle {
+            Some(handle) => Supervisor::start_in_arbiter(&handle, make),
+            None => Supervisor::create(make),
+        };
+        runtime_rx
+            .recv()
+            .expect("the supervisor sends its runtime handle when created")
+    }
+
+    pub(crate) fn supervisor(&self) -> &Addr<Supervisor> {
+        &self.inner.supervisor
+    }
+
+    /// The configuration the runtime runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Reserves room for `n` waiting jobs, or refuses.
+    fn reserve(&self, n: u64) -> Result<(), SubmitError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let max_queued = self.inner.config.scheduler.max_queued;
+        let before = self.inner.waiting.fetch_add(n, Ordering::AcqRel);
+        if before + n > max_queued {
+            self.inner.waiting.fetch_sub(n, Ordering::AcqRel);
+            return Err(SubmitError::QueueFull {
+                queued: before,
+                max_queued,
+            });
+        }
+        Ok(())
+    }
+
+    /// The supervisor reports jobs that left the waiting state.
+    pub(crate) fn left_waiting(&self, n: u64) {
+        if n > 0 {
+            self.inner.waiting.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
+    pub(crate) fn on_stopped(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        if let Some(system) = self.inner.own_system.lock().ok().and_then(|mut s| s.take()) {
+            system.stop();
+        }
+    }
+
+    fn send_jobs(&self, jobs: Vec<Job>, fanout: bool) -> Result<(), SubmitError> {
+        if let Err(e) = self.reserve(jobs.len() as u64) {
+            for job in jobs {
+                job.body.resolve(weir::Outcome::Cancelled);
+            }
+            return Err(e);
+        }
+        let items = jobs
+            .into_iter()
+            .map(|job| Submitted {
+                spec: job.spec,
+                body: job.body,
+                stop: job.stop,
+            })
+            .collect();
+        self.inner.supervisor.do_send(Submit { items, fanout });
+        Ok(())
+    }
+
+    pub(crate) fn submit_jobs<T>(
+        &self,
+        jobs: Vec<Job>,
+        mut handles: Vec<JobHandle<T>>,
+        fanout: bool,
+    ) -> Result<Vec<JobHandle<T>>, SubmitError> {
+        self.send_jobs(jobs, fanout)?;
+        for h in &mut handles {
+            h.attach(self);
+        }
+        Ok(handles)
+    }
+
+    /// Submits one job; the handle resolves to its outcome.
+    pub fn submit<T, F, Fut>(&self, spec: JobSpec, body: F) -> Result<JobHandle<T>, SubmitError>
+    where
+        F: FnOnce(JobContext) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, JobError>> + 'static,
+        T: Send + 'static,
+    {
+        let (job, handle) = Job::new(spec, body);
+        Ok(self
+            .submit_jobs(vec![job], vec![handle], false)?
+            .pop()
+            .expect("one handle"))
+    }
+
+    /// Submits prepared jobs (see [`Job::new`]) as one fan-out: released in batches of
+    /// `org_batch_size`, `batch_delay` apart. All or none are accepted.
+    pub fn submit_batch(&self, jobs: Vec<Job>) -> Result<(), SubmitError> {
+        self.send_jobs(jobs, true)
+    }
+
+    /// Submits one job from a thread outside any async runtime; the ticket blocks.
+    pub fn submit_blocking<T, F, Fut>(&self, spec: JobSpec, body: F) -> Result<BlockingTicket<T>, SubmitError>
+    where
+        F: FnOnce(JobContext) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, JobError>> + 'static,
+        T: Send + 'static,
+    {
+        let (job, mut ticket) = Job::new_blocking(spec, body);
+        self.send_jobs(vec![job], false)?;
+        ticket.attach(self);
+        Ok(ticket)
+    }
+
+    pub(crate) fn cancel(&self, stop: Arc<Stop>) {
+        self.inner.supervisor.do_send(Cancel(stop));
+    }
+
+    pub(crate) fn park(&self, key: JobKey) {
+        self.inner.supervisor.do_send(Park(key));
+    }
+
+    pub(crate) async fn unpark(&self, key: JobKey) {
+        let (tx, rx) = oneshot::channel();
+        self.inner.supervisor.do_send(Unpark(key, tx));
+        if rx.await.is_err() {
+            // No slot will come: the job is being stopped (lease expired or cancelled).
+            // Never run on without a slot; wait to be dropped.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Jobs accepted and not yet started or ended (what `max_queued` bounds).
+    pub fn waiting(&self) -> u64 {
+        self.inner.waiting.load(Ordering::Acquire)
+    }
+
+    /// A statistics snapshot per resource.
+    pub async fn stats(&self) -> StatsSnapshot {
+        self.inner.supervisor.send(GetStats).await.unwrap_or_default()
+    }
+
+    /// [`Runtime::stats`] for threads outside any async runtime.
+    pub fn stats_blocking(&self) -> StatsSnapshot {
+        futures::executor::block_on(self.stats())
+    }
+
+    /// Stops intake, cancels every job that has not started, lets running jobs finish
+    /// for up to `grace`, then stops them (`Cancelled`). Resolves once every job has its
+    /// outcome and every slot is back.
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.inner.closed.store(true, Ordering::Release);
+        let (tx, rx) = oneshot::channel();
+        self.inner.supervisor.do_send(Shutdown { grace, reply: tx });
+        rx.await.unwrap_or_default()
+    }
+
+    /// [`Runtime::shutdown`] for threads outside any async runtime.
+    pub fn shutdown_blocking(&self, grace: Duration) -> ShutdownReport {
+        futures::executor::block_on(self.shutdown(grace))
+    }
+}

@@ -1,0 +1,58 @@
+//! Loading the configuration: the embedded default, then an optional file, then
+//! `WEIR__SECTION__KEY` environment variables, each layer over the last.
+
+use std::path::Path;
+
+use weir::{Config, ConfigError, DEFAULT_TOML};
+
+/// Loads and validates the configuration.
+///
+/// `file`, when given, must exist. Variables such as `WEIR__SCHEDULER__MAX_CONCURRENT=80`
+/// or `WEIR__RESOURCES__STORE__MAX_CONCURRENT=10` override single keys (names are lower-cased).
+///
+/// ```
+/// let cfg = weir_actors::load_config(None).unwrap();
+/// assert!(cfg.scheduler.max_concurrent >= 1);
+/// ```
+pub fn load_config(file: Option<&Path>) -> Result<Config, ConfigError> {
+    load_config_from(file, std::env::vars())
+}
+
+/// [`load_config`] with the environment given explicitly (for tests and embedding).
+pub fn load_config_from(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut builder =
+        config::Config::builder().add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError::Parse(format!(
+                "configuration file {} does not exist or is not a file",
+                path.display()
+            )));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Parse(format!("cannot read {}: {e}", path.display())))?;
+        // Parse the file alone first, so unknown keys and wrong types are reported with
+        // the file's own line and column.
+        toml::from_str::<Config>(&text)
+            .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+        builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+    }
+    let vars: config::Map<String, String> =
+        env.into_iter().filter(|(k, _)| k.starts_with("WEIR__")).collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix("WEIR")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(vars)),
+    );
+    let merged = builder.build().map_err(|e| ConfigError::Parse(e.to_string()))?;
+    let cfg: Config = merged
+        .try_deserialize()
+        .map_err(|e| ConfigError::Parse(e.to_string()))?;
+    cfg.validate()?;
+    Ok(cfg)
+}

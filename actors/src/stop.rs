@@ -1,0 +1,102 @@
+//! The stop signal shared by a job's handle, the supervisor and the job's running task.
+//!
+//! Stopping a running job means dropping its future on the thread that polls it. The
+//! supervisor (at lease expiry, at shutdown) or the caller (`JobHandle::cancel`) records
+//! why and wakes the task; the task, on its next poll, drops the body and reports. The
+//! slot comes back only when that report arrives, so a job whose thread is blocked keeps
+//! its slot until it returns: the cap is never exceeded by a job that outlived its lease.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+
+use futures::task::AtomicWaker;
+use weir::{JobKey, OutcomeKind};
+
+const RUNNING: u8 = 0;
+const TIMED_OUT: u8 = 1;
+const CANCELLED: u8 = 2;
+
+/// Why a job was asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// Its lease expired.
+    TimedOut,
+    /// Its caller or shutdown cancelled it.
+    Cancelled,
+}
+
+impl StopReason {
+    pub(crate) fn outcome(self) -> OutcomeKind {
+        match self {
+            StopReason::TimedOut => OutcomeKind::TimedOut,
+            StopReason::Cancelled => OutcomeKind::Cancelled,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Stop {
+    reason: AtomicU8,
+    waker: AtomicWaker,
+    /// The job's key in the scheduler core; set once by the supervisor at submission.
+    key: OnceLock<JobKey>,
+}
+
+impl Stop {
+    /// Asks the job to stop; the first reason wins. Returns true if this call set it.
+    pub(crate) fn request(&self, reason: StopReason) -> bool {
+        let code = match reason {
+            StopReason::TimedOut => TIMED_OUT,
+            StopReason::Cancelled => CANCELLED,
+        };
+        let set = self
+            .reason
+            .compare_exchange(RUNNING, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if set {
+            self.waker.wake();
+        }
+        set
+    }
+
+    pub(crate) fn reason(&self) -> Option<StopReason> {
+        match self.reason.load(Ordering::Acquire) {
+            TIMED_OUT => Some(StopReason::TimedOut),
+            CANCELLED => Some(StopReason::Cancelled),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_key(&self, key: JobKey) {
+        let _ = self.key.set(key);
+    }
+
+    pub(crate) fn key(&self) -> Option<JobKey> {
+        self.key.get().copied()
+    }
+}
+
+/// Runs `fut` until it ends or `stop` is requested; on a stop the future is dropped
+/// when this wrapper is.
+pub(crate) struct Stoppable<'a, F> {
+    pub(crate) fut: Pin<&'a mut F>,
+    pub(crate) stop: &'a Stop,
+}
+
+impl<F: Future> Future for Stoppable<'_, F> {
+    type Output = Result<F::Output, StopReason>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(reason) = self.stop.reason() {
+            return Poll::Ready(Err(reason));
+        }
+        self.stop.waker.register(cx.waker());
+        if let Some(reason) = self.stop.reason() {
+            return Poll::Ready(Err(reason));
+        }
+        self.fut.as_mut().poll(cx).map(Ok)
+    }
+}

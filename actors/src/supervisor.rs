@@ -1,0 +1,429 @@
+//! The Supervisor actor: the only place a slot is granted.
+//!
+//! It owns the scheduler core and carries out its decisions: it hands granted jobs to
+//! workers, resolves skipped and cancelled jobs, stops jobs whose lease expired, and
+//! schedules one wake-up for the core's next deadline. Nothing else in the process
+//! admits work, so the per-resource cap is a property of this one actor's state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, SpawnHandle};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use weir::{
+    BatchSchedule, Cancelled, Event, JobKey, JobSpec, Outcome, OutcomeKind, ResourceId, Scheduler,
+    StatsSnapshot, TenantId,
+};
+
+use crate::context::JobContext;
+use crate::job::ErasedBody;
+use crate::runtime::Runtime;
+use crate::stop::{Stop, StopReason};
+use crate::worker::{Run, Worker};
+
+/// A job waiting in the core: a fresh body, or a parked parent's waker.
+pub(crate) enum Payload {
+    Fresh(Task),
+    Resume(oneshot::Sender<()>),
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Payload::Fresh(_) => f.write_str("Fresh"),
+            Payload::Resume(_) => f.write_str("Resume"),
+        }
+    }
+}
+
+pub(crate) struct Task {
+    body: Box<dyn ErasedBody>,
+    stop: Arc<Stop>,
+    tenant: TenantId,
+    resource: ResourceId,
+}
+
+/// What shutdown did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Jobs that had not started and ended `Cancelled`.
+    pub cancelled_waiting: u64,
+    /// Jobs still running at the deadline, stopped and ended `Cancelled`.
+    pub cancelled_running: u64,
+    /// Jobs that were running when shutdown began and ended on their own before the deadline.
+    pub finished_in_grace: u64,
+}
+
+pub(crate) struct Supervisor {
+    core: Scheduler<Payload>,
+    runtime: Runtime,
+    origin: Instant,
+    workers: Vec<Addr<Worker>>,
+    arbiters: Vec<actix_rt::Arbiter>,
+    next_worker: usize,
+    /// Stop signals of started jobs, indexed by `JobKey::index`.
+    running: Vec<Option<(JobKey, Arc<Stop>)>>,
+    events: Vec<Event<Payload>>,
+    wake: Option<(Duration, SpawnHandle)>,
+    schedule: BatchSchedule,
+    shutdown: Option<ShutdownState>,
+}
+
+struct ShutdownState {
+    report: ShutdownReport,
+    reply: Vec<oneshot::Sender<ShutdownReport>>,
+    deadline_passed: bool,
+}
+
+impl Supervisor {
+    pub(crate) fn new(
+        config: weir::Config,
+        runtime: Runtime,
+        workers: Vec<Addr<Worker>>,
+        arbiters: Vec<actix_rt::Arbiter>,
+    ) -> Self {
+        let schedule = BatchSchedule::new(config.scheduler.org_batch_size, config.scheduler.batch_delay);
+        Self {
+            core: Scheduler::new(config),
+            runtime,
+            origin: Instant::now(),
+            workers,
+            arbiters,
+            next_worker: 0,
+            running: Vec::new(),
+            events: Vec::new(),
+            wake: None,
+            schedule,
+            shutdown: None,
+        }
+    }
+
+    fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.origin)
+    }
+
+    /// Polls the core and carries out its decisions, then schedules the next wake-up.
+    fn drive(&mut self, ctx: &mut Context<Self>) {
+        let now = self.now();
+        let mut events = std::mem::take(&mut self.events);
+        self.core.poll(now, &mut events);
+        let mut left_waiting = 0u64;
+        for event in events.drain(..) {
+            match event {
+                Event::Granted { key, payload, .. } => match payload {
+                    Payload::Fresh(task) => {
+                        left_waiting += 1;
+                        self.start(key, task);
+                    }
+                    Payload::Resume(tx) => {
+                        // If the parent stopped meanwhile its task reports Done, which
+                        // returns this slot.
+                        let _ = tx.send(());
+                    }
+                },
+                Event::Skipped { payload, reason, .. } => {
+                    if let Payload::Fresh(task) = payload {
+                        left_waiting += 1;
+                        task.body.resolve(Outcome::Skipped(reason));
+                    }
+                }
+                Event::LeaseExpired { key } => {
+                    if let Some(stop) = self.stop_of(key) {
+                        stop.request(StopReason::TimedOut);
+                    }
+                }
+            }
+        }
+        self.events = events;
+        self.runtime.left_waiting(left_waiting);
+        self.schedule_wake(now, ctx);
+    }
+
+    fn schedule_wake(&mut self, now: Duration, ctx: &mut Context<Self>) {
+        let Some(at) = self.core.next_deadline() else {
+            return;
+        };
+        if let Some((scheduled, handle)) = self.wake {
+            if scheduled <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let handle = ctx.run_later(at.saturating_sub(now), |act, ctx| {
+            act.wake = None;
+            act.drive(ctx);
+        });
+        self.wake = Some((at, handle));
+    }
+
+    fn stop_of(&self, key: JobKey) -> Option<&Arc<Stop>> {
+        match self.running.get(key.index()) {
+            Some(Some((k, stop))) if *k == key => Some(stop),
+            _ => None,
+        }
+    }
+
+    fn start(&mut self, key: JobKey, task: Task) {
+        let i = key.index();
+        if self.running.len() <= i {
+            self.running.resize_with(i + 1, || None);
+        }
+        self.running[i] = Some((key, task.stop.clone()));
+        let ctx = JobContext::new(key, task.tenant, task.resource, self.runtime.clone());
+        if self.workers.is_empty() {
+            task.body.spawn(ctx, task.stop);
+        } else {
+            let worker = &self.workers[self.next_worker % self.workers.len()];
+            self.next_worker = self.next_worker.wrapping_add(1);
+            worker.do_send(Run {
+                body: task.body,
+                ctx,
+                stop: task.stop,
+            });
+        }
+    }
+
+    fn submit(&mut self, items: Vec<Submitted>, fanout: bool) {
+        let now = self.now();
+        let mut refused = 0;
+        for (i, item) in items.into_iter().enumerate() {
+            let release_at = if fanout {
+                now + self.schedule.offset(i)
+            } else {
+                now
+            };
+            let task = Task {
+                body: item.body,
+                stop: item.stop.clone(),
+                tenant: item.spec.tenant.clone(),
+                resource: item.spec.resource.clone(),
+            };
+            let key = self
+                .core
+                .submit_at(item.spec, Payload::Fresh(task), release_at, now);
+            item.stop.set_key(key);
+            // Cancelled before the submission reached us, or submitted during shutdown:
+            // counted as submitted and cancelled, never run.
+            if item.stop.reason().is_some() || self.shutdown.is_some() {
+                if let Cancelled::Removed(Payload::Fresh(task)) = self.core.cancel(key) {
+                    refused += 1;
+                    task.body.resolve(Outcome::Cancelled);
+                }
+            }
+        }
+        self.runtime.left_waiting(refused);
+    }
+
+    fn finish_shutdown_if_idle(&mut self, ctx: &mut Context<Self>) {
+        let Some(state) = &mut self.shutdown else { return };
+        if self.core.live_jobs() > 0 {
+            return;
+        }
+        for tx in state.reply.drain(..) {
+            let _ = tx.send(state.report);
+        }
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        self.runtime.on_stopped();
+        ctx.stop();
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+}
+
+pub(crate) struct Submitted {
+    pub(crate) spec: JobSpec,
+    pub(crate) body: Box<dyn ErasedBody>,
+    pub(crate) stop: Arc<Stop>,
+}
+
+/// New jobs; `fanout` releases them in batches.
+pub(crate) struct Submit {
+    pub(crate) items: Vec<Submitted>,
+    pub(crate) fanout: bool,
+}
+
+impl Message for Submit {
+    type Result = ();
+}
+
+impl Handler<Submit> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        self.submit(msg.items, msg.fanout);
+        self.drive(ctx);
+    }
+}
+
+/// A started job stopped: its slot comes back.
+pub(crate) struct Done {
+    pub(crate) key: JobKey,
+    pub(crate) kind: OutcomeKind,
+}
+
+impl Message for Done {
+    type Result = ();
+}
+
+impl Handler<Done> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Done, ctx: &mut Context<Self>) {
+        let now = self.now();
+        if let Some(slot) = self.running.get_mut(msg.key.index()) {
+            if matches!(slot, Some((k, _)) if *k == msg.key) {
+                *slot = None;
+            }
+        }
+        match self.core.complete(msg.key, msg.kind, now) {
+            Ok(()) => {
+                if let Some(state) = &mut self.shutdown {
+                    if state.deadline_passed {
+                        state.report.cancelled_running += 1;
+                    } else {
+                        state.report.finished_in_grace += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(job = msg.key.id().0, error = %e, "done for a job the core does not hold")
+            }
+        }
+        self.drive(ctx);
+        self.finish_shutdown_if_idle(ctx);
+    }
+}
+
+/// A parent gives its slot up while it waits for children.
+pub(crate) struct Park(pub(crate) JobKey);
+
+impl Message for Park {
+    type Result = ();
+}
+
+impl Handler<Park> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Park, ctx: &mut Context<Self>) {
+        let now = self.now();
+        if let Err(e) = self.core.park(msg.0, now) {
+            // Its lease expired meanwhile: it is being stopped and will report Done.
+            tracing::debug!(job = msg.0.id().0, error = %e, "park refused");
+        }
+        self.drive(ctx);
+    }
+}
+
+/// A parked parent asks for its slot back; `tx` fires when it is granted.
+pub(crate) struct Unpark(pub(crate) JobKey, pub(crate) oneshot::Sender<()>);
+
+impl Message for Unpark {
+    type Result = ();
+}
+
+impl Handler<Unpark> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unpark, ctx: &mut Context<Self>) {
+        let now = self.now();
+        if let Err(e) = self.core.unpark(msg.0, Payload::Resume(msg.1), now) {
+            // Dropping the sender tells the parent it has no slot; it is being stopped.
+            tracing::debug!(job = msg.0.id().0, error = %e, "unpark refused");
+        }
+        self.drive(ctx);
+    }
+}
+
+/// The caller cancelled a job (its stop flag is already set).
+pub(crate) struct Cancel(pub(crate) Arc<Stop>);
+
+impl Message for Cancel {
+    type Result = ();
+}
+
+impl Handler<Cancel> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) {
+        // No key yet: the submission has not arrived; `submit` sees the flag.
+        let Some(key) = msg.0.key() else { return };
+        match self.core.cancel(key) {
+            Cancelled::Removed(Payload::Fresh(task)) => {
+                self.runtime.left_waiting(1);
+                task.body.resolve(Outcome::Cancelled);
+            }
+            // A running job sees its flag and reports Done; an ended one needs nothing.
+            Cancelled::Removed(Payload::Resume(_)) | Cancelled::Running | Cancelled::Unknown => {}
+        }
+        self.drive(ctx);
+        self.finish_shutdown_if_idle(ctx);
+    }
+}
+
+/// Asks for a statistics snapshot.
+pub(crate) struct GetStats;
+
+impl Message for GetStats {
+    type Result = StatsSnapshot;
+}
+
+impl Handler<GetStats> for Supervisor {
+    type Result = actix::MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.core.snapshot(self.now()))
+    }
+}
+
+/// Stop intake, cancel what waits, give running jobs until `grace`, then stop them.
+pub(crate) struct Shutdown {
+    pub(crate) grace: Duration,
+    pub(crate) reply: oneshot::Sender<ShutdownReport>,
+}
+
+impl Message for Shutdown {
+    type Result = ();
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) {
+        if let Some(state) = &mut self.shutdown {
+            state.reply.push(msg.reply);
+            self.finish_shutdown_if_idle(ctx);
+            return;
+        }
+        let waiting = self.core.cancel_waiting();
+        let mut report = ShutdownReport::default();
+        for (_, payload) in waiting {
+            if let Payload::Fresh(task) = payload {
+                report.cancelled_waiting += 1;
+                task.body.resolve(Outcome::Cancelled);
+            }
+        }
+        self.runtime.left_waiting(report.cancelled_waiting);
+        self.shutdown = Some(ShutdownState {
+            report,
+            reply: vec![msg.reply],
+            deadline_passed: false,
+        });
+        ctx.run_later(msg.grace, |act, ctx| {
+            if let Some(state) = &mut act.shutdown {
+                state.deadline_passed = true;
+            }
+            for key in act.core.started() {
+                if let Some(stop) = act.stop_of(key) {
+                    stop.request(StopReason::Cancelled);
+                }
+            }
+            act.finish_shutdown_if_idle(ctx);
+        });
+        self.finish_shutdown_if_idle(ctx);
+    }
+}

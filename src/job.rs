@@ -1,0 +1,291 @@
+//! Jobs as the core sees them: identities, the spec a job is submitted with, and the
+//! terminal outcomes every job ends in exactly once.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Identifies one job within one runtime; assigned at submission, never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "job-{}", self.0)
+    }
+}
+
+macro_rules! label {
+    ($(#[$doc:meta])* $name:ident, $default:literal) => {
+        $(#[$doc])*
+        ///
+        /// Cheap to clone (a shared string); compares by content.
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Wraps a name.
+            pub fn new(name: impl AsRef<str>) -> Self {
+                Self(Arc::from(name.as_ref()))
+            }
+            /// The name as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new($default)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self::new(s)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(Arc::from(s))
+            }
+        }
+    };
+}
+
+label!(
+    /// The tenant (organisation) on whose behalf a job runs; fair sharing is across tenants.
+    TenantId,
+    "default"
+);
+label!(
+    /// A named downstream resource; each has its own slot pool (default name `"default"`).
+    ResourceId,
+    "default"
+);
+label!(
+    /// A free-form label for what a job does (`"org"`, `"projection"`, `"query"`).
+    JobKind,
+    "job"
+);
+
+/// What happens to a job whose wait for a slot exceeds its wait timeout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnWaitTimeout {
+    /// End the job `Skipped(NoSlot)` (the default, as the incident patch did, but counted).
+    #[default]
+    Skip,
+    /// Put the job back at the end of its tenant's queue with a fresh wait timeout.
+    Requeue,
+}
+
+/// Per-job options; `None` takes the resource's configured default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobOptions {
+    /// How long a granted slot may be held before the job is cancelled (`TimedOut`).
+    pub lease: Option<Duration>,
+    /// How long the job may wait for a slot.
+    pub wait_timeout: Option<Duration>,
+    /// What to do when the wait timeout passes.
+    pub on_wait_timeout: OnWaitTimeout,
+}
+
+/// Everything the core needs to schedule a job (the body lives in the runtime).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobSpec {
+    /// Whose job it is.
+    pub tenant: TenantId,
+    /// Which slot pool it needs.
+    pub resource: ResourceId,
+    /// What it does (a label for stats and tracing).
+    pub kind: JobKind,
+    /// Cost in fair-share units (at least 1); a job of cost 3 uses 3 units of its tenant's turn.
+    pub cost: u32,
+    /// Lease and wait settings.
+    pub options: JobOptions,
+}
+
+impl JobSpec {
+    /// A job of `tenant` on `resource`, cost 1, default options.
+    pub fn new(tenant: impl Into<TenantId>, resource: impl Into<ResourceId>) -> Self {
+        Self {
+            tenant: tenant.into(),
+            resource: resource.into(),
+            kind: JobKind::default(),
+            cost: 1,
+            options: JobOptions::default(),
+        }
+    }
+
+    /// Sets the kind label.
+    pub fn kind(mut self, kind: impl Into<JobKind>) -> Self {
+        self.kind = kind.into();
+        self
+    }
+
+    /// Sets the fair-share cost (0 is treated as 1).
+    pub fn cost(mut self, cost: u32) -> Self {
+        self.cost = cost.max(1);
+        self
+    }
+
+    /// Sets the lease.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.options.lease = Some(lease);
+        self
+    }
+
+    /// Sets the wait timeout.
+    pub fn wait_timeout(mut self, wait: Duration) -> Self {
+        self.options.wait_timeout = Some(wait);
+        self
+    }
+
+    /// Requeues instead of skipping when the wait timeout passes.
+    pub fn requeue_on_wait_timeout(mut self) -> Self {
+        self.options.on_wait_timeout = OnWaitTimeout::Requeue;
+        self
+    }
+}
+
+/// Why a job was skipped without running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// No slot was granted within the job's wait timeout.
+    NoSlot,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::NoSlot => f.write_str("no slot within the wait timeout"),
+        }
+    }
+}
+
+/// Why a job failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// The job's own code returned an error.
+    #[error("{message}")]
+    Job {
+        /// What the job said.
+        message: String,
+        /// How long the downstream asked the caller to wait before retrying, if it said.
+        retry_after: Option<Duration>,
+    },
+    /// The job's code panicked; the panic was caught and the slot returned.
+    #[error("job panicked: {0}")]
+    Panicked(String),
+    /// The runtime stopped before the job could report (it was shut down or lost its worker).
+    #[error("runtime stopped: {0}")]
+    RuntimeStopped(String),
+}
+
+impl JobError {
+    /// A job error with a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        JobError::Job {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A job error carrying a downstream's Retry-After.
+    pub fn retry_after(message: impl Into<String>, after: Duration) -> Self {
+        JobError::Job {
+            message: message.into(),
+            retry_after: Some(after),
+        }
+    }
+}
+
+/// The single terminal state every submitted job reaches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome<T> {
+    /// The job ran and returned a value.
+    Completed(T),
+    /// The job ran and failed.
+    Failed(JobError),
+    /// The job outlived its lease and was cancelled (its future dropped).
+    TimedOut,
+    /// The job never ran.
+    Skipped(SkipReason),
+    /// The job was cancelled by its caller or by shutdown.
+    Cancelled,
+}
+
+impl<T> Outcome<T> {
+    /// Which terminal state this is, without the payload.
+    pub fn kind(&self) -> OutcomeKind {
+        match self {
+            Outcome::Completed(_) => OutcomeKind::Completed,
+            Outcome::Failed(_) => OutcomeKind::Failed,
+            Outcome::TimedOut => OutcomeKind::TimedOut,
+            Outcome::Skipped(_) => OutcomeKind::Skipped,
+            Outcome::Cancelled => OutcomeKind::Cancelled,
+        }
+    }
+
+    /// True for `Completed`.
+    pub fn is_completed(&self) -> bool {
+        matches!(self, Outcome::Completed(_))
+    }
+
+    /// Maps the completed value.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Completed(v) => Outcome::Completed(f(v)),
+            Outcome::Failed(e) => Outcome::Failed(e),
+            Outcome::TimedOut => Outcome::TimedOut,
+            Outcome::Skipped(r) => Outcome::Skipped(r),
+            Outcome::Cancelled => Outcome::Cancelled,
+        }
+    }
+}
+
+/// The terminal states, without payloads (for counting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OutcomeKind {
+    /// See [`Outcome::Completed`].
+    Completed,
+    /// See [`Outcome::Failed`].
+    Failed,
+    /// See [`Outcome::TimedOut`].
+    TimedOut,
+    /// See [`Outcome::Skipped`].
+    Skipped,
+    /// See [`Outcome::Cancelled`].
+    Cancelled,
+}
+
+impl OutcomeKind {
+    /// All kinds, in a fixed order.
+    pub const ALL: [OutcomeKind; 5] = [
+        OutcomeKind::Completed,
+        OutcomeKind::Failed,
+        OutcomeKind::TimedOut,
+        OutcomeKind::Skipped,
+        OutcomeKind::Cancelled,
+    ];
+
+    /// Index in [`OutcomeKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}

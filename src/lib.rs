@@ -1,0 +1,55 @@
+//! # weir: the scheduling core
+//!
+//! weir bounds the concurrency of jobs that call rate-limited downstream systems by
+//! structure: one owner grants slots, and a job runs only inside a slot it was granted.
+//! This crate is the pure core of that owner. It holds no threads, performs no I/O and
+//! never reads a clock: every decision is a function of its state and an explicit `now`
+//! (a [`Duration`](std::time::Duration) since the runtime started), so it can be driven
+//! by the actor runtime (`weir-actors`) on the tokio clock, or by tests on virtual time.
+//!
+//! ```
+//! use std::time::Duration;
+//! use weir::{Config, Event, JobSpec, OutcomeKind, Scheduler};
+//!
+//! let mut config = Config::default();
+//! config.scheduler.max_concurrent = 1;
+//! let mut core: Scheduler<&str> = Scheduler::new(config);
+//! let now = Duration::ZERO;
+//! core.submit(JobSpec::new("acme", "store"), "first", now);
+//! core.submit(JobSpec::new("acme", "store"), "second", now);
+//! let mut events = Vec::new();
+//! core.poll(now, &mut events);
+//! assert_eq!(events.len(), 1); // one slot: one grant
+//! let Event::Granted { key, payload, .. } = events.pop().unwrap() else { unreachable!() };
+//! assert_eq!(payload, "first");
+//! core.complete(key, OutcomeKind::Completed, now + Duration::from_millis(5)).unwrap();
+//! core.poll(now + Duration::from_millis(5), &mut events);
+//! assert!(matches!(events.pop(), Some(Event::Granted { payload: "second", .. })));
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+mod config;
+mod fair;
+mod fanout;
+mod job;
+mod pool;
+mod scheduler;
+mod stats;
+mod timers;
+
+pub use config::{
+    Config, ConfigError, ResourceConfig, ResourceSettings, RuntimeConfig, SchedulerConfig, TenantConfig,
+    DEFAULT_TOML,
+};
+pub use fair::FairQueue;
+pub use fanout::BatchSchedule;
+pub use job::{
+    JobError, JobId, JobKind, JobOptions, JobSpec, OnWaitTimeout, Outcome, OutcomeKind, ResourceId,
+    SkipReason, TenantId,
+};
+pub use pool::{NothingHeld, SlotPool};
+pub use scheduler::{Cancelled, CoreError, Event, JobKey, Scheduler};
+pub use stats::{OutcomeCounts, Percentiles, ResourceSnapshot, ResourceStats, StatsSnapshot};
+pub use timers::Deadlines;

@@ -1,0 +1,578 @@
+//! The scheduler core: slot pools, fair queues, fan-out release times, wait timeouts and
+//! leases, as one state machine driven by calls that carry an explicit `now`.
+//!
+//! # Implementation details
+//!
+//! The runtime shell (the Supervisor actor) owns one `Scheduler` and is the only code that
+//! calls it, so nothing here is shared between threads. A job moves through
+//! `Deferred -> Waiting -> Running -> (Overdue) -> done`, or from `Running` to `Parked`
+//! and back to `Waiting` when a parent gives its slot up while it waits for children.
+//!
+//! * A slot is taken only in [`Scheduler::poll`], only while the resource's pool has one
+//!   free, and only for a job that is `Waiting`; it is returned only in
+//!   [`Scheduler::complete`] or [`Scheduler::park`]. Lease expiry does **not** return the
+//!   slot: it reports [`Event::LeaseExpired`] so the shell cancels the job, and the slot
+//!   comes back when the shell confirms the job has stopped. A job that cannot be stopped
+//!   (a blocking body) therefore keeps its slot, and the cap holds from the downstream's
+//!   point of view.
+//! * Wait timeouts and leases are lazy: an entry's deadline is checked against its current
+//!   stage when it falls due, so a job that was granted before its wait timeout costs
+//!   nothing to "unschedule".
+//! * The core never sleeps: [`Scheduler::next_deadline`] says when it next needs a call.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::Duration;
+
+use slab::Slab;
+
+use crate::config::{Config, ResourceSettings};
+use crate::fair::FairQueue;
+use crate::job::{JobId, JobSpec, OnWaitTimeout, OutcomeKind, ResourceId, SkipReason, TenantId};
+use crate::pool::SlotPool;
+use crate::stats::{ResourceSnapshot, ResourceStats, StatsSnapshot};
+use crate::timers::Deadlines;
+
+/// Names one job's entry in the core; stale keys (of finished jobs) are recognised and
+/// refused, because the slab slot is checked against the job id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct JobKey {
+    idx: u32,
+    id: JobId,
+}
+
+impl JobKey {
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+
+    /// A small dense index (reused after the job ends), for a shell's side tables.
+    pub fn index(&self) -> usize {
+        self.idx as usize
+    }
+}
+
+/// A decision the shell must carry out, produced by [`Scheduler::poll`].
+#[derive(Debug)]
+pub enum Event<T> {
+    /// Run this job now: a slot of its resource was granted to it.
+    Granted {
+        /// The job.
+        key: JobKey,
+        /// Its payload (for the shell: the job body or a parked parent's waker).
+        payload: T,
+        /// How long it may hold the slot.
+        lease: Duration,
+        /// How long it waited for the slot.
+        waited: Duration,
+    },
+    /// The job waited past its wait timeout and will not run.
+    Skipped {
+        /// The job.
+        key: JobKey,
+        /// Its payload.
+        payload: T,
+        /// Why.
+        reason: SkipReason,
+    },
+    /// The job's lease expired: cancel it and call [`Scheduler::complete`] once it stopped.
+    LeaseExpired {
+        /// The job.
+        key: JobKey,
+    },
+}
+
+/// What [`Scheduler::cancel`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cancelled<T> {
+    /// The job had not started; it is removed and counted `Cancelled`.
+    Removed(T),
+    /// The job holds a slot or is parked; the shell must stop it and then call
+    /// [`Scheduler::complete`] with [`OutcomeKind::Cancelled`].
+    Running,
+    /// No such job (it already ended).
+    Unknown,
+}
+
+/// A refusal by the core (the shell's bug or a stale key), never a panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    /// The key names no live job.
+    #[error("unknown or finished job")]
+    UnknownJob,
+    /// The job is not in the stage the call requires.
+    #[error("job is not {0}")]
+    WrongStage(&'static str),
+}
+
+#[derive(Debug)]
+enum Stage {
+    Deferred,
+    Waiting { since: Duration },
+    Running { granted_at: Duration },
+    Overdue { granted_at: Duration },
+    Parked,
+}
+
+#[derive(Debug)]
+struct Entry<T> {
+    id: JobId,
+    tenant: TenantId,
+    resource: u32,
+    cost: u32,
+    lease: Duration,
+    wait_timeout: Option<Duration>,
+    on_wait_timeout: OnWaitTimeout,
+    stage: Stage,
+    /// Bumped at every enqueue, so a queue position left behind by a requeue is stale.
+    epoch: u32,
+    payload: Option<T>,
+}
+
+#[derive(Debug)]
+struct Resource {
+    name: ResourceId,
+    settings: ResourceSettings,
+    pool: SlotPool,
+    queue: FairQueue<(JobKey, u32)>,
+    queued: u64,
+    deferred: u64,
+    overdue: u64,
+    stats: ResourceStats,
+    dirty: bool,
+}
+
+/// The pure scheduler: see the module docs.
+#[derive(Debug)]
+pub struct Scheduler<T> {
+    config: Config,
+    resources: Vec<Resource>,
+    by_name: HashMap<ResourceId, u32>,
+    jobs: Slab<Entry<T>>,
+    waits: Deadlines<JobKey>,
+    leases: Deadlines<JobKey>,
+    releases: BinaryHeap<Reverse<(Duration, u64, u32)>>,
+    dirty: Vec<u32>,
+    next_id: u64,
+    waiting: u64,
+}
+
+impl<T> Scheduler<T> {
+    /// A scheduler with the given (validated) configuration.
+    pub fn new(config: Config) -> Self {
+        let mut s = Self {
+            config,
+            resources: Vec::new(),
+            by_name: HashMap::new(),
+            jobs: Slab::new(),
+            waits: Deadlines::default(),
+            leases: Deadlines::default(),
+            releases: BinaryHeap::new(),
+            dirty: Vec::new(),
+            next_id: 0,
+            waiting: 0,
+        };
+        let names: Vec<String> = s.config.resources.keys().cloned().collect();
+        for name in names {
+            s.resource_index(&ResourceId::new(name));
+        }
+        s
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Jobs waiting or deferred (what `max_queued` bounds).
+    pub fn waiting(&self) -> u64 {
+        self.waiting
+    }
+
+    /// Slots held now on `resource` (0 for a resource never used).
+    pub fn in_flight(&self, resource: &ResourceId) -> u32 {
+        self.by_name
+            .get(resource)
+            .map_or(0, |&i| self.resources[i as usize].pool.held())
+    }
+
+    /// Slots of `resource` (its configured cap, even before first use).
+    pub fn cap(&self, resource: &ResourceId) -> u32 {
+        self.config.resource(resource.as_str()).max_concurrent
+    }
+
+    fn resource_index(&mut self, name: &ResourceId) -> u32 {
+        if let Some(&i) = self.by_name.get(name) {
+            return i;
+        }
+        let settings = self.config.resource(name.as_str());
+        let i = self.resources.len() as u32;
+        self.resources.push(Resource {
+            name: name.clone(),
+            settings,
+            pool: SlotPool::new(settings.max_concurrent),
+            queue: FairQueue::new(self.config.scheduler.quantum),
+            queued: 0,
+            deferred: 0,
+            overdue: 0,
+            stats: ResourceStats::default(),
+            dirty: false,
+        });
+        self.by_name.insert(name.clone(), i);
+        i
+    }
+
+    fn mark_dirty(&mut self, r: u32) {
+        let res = &mut self.resources[r as usize];
+        if !res.dirty {
+            res.dirty = true;
+            self.dirty.push(r);
+        }
+    }
+
+    /// Submits a job that may wait for a slot from `now`.
+    pub fn submit(&mut self, spec: JobSpec, payload: T, now: Duration) -> JobKey {
+        self.submit_at(spec, payload, now, now)
+    }
+
+    /// Submits a job that becomes eligible for a slot at `release_at` (fan-out batching);
+    /// its wait timeout counts from then.
+    pub fn submit_at(&mut self, spec: JobSpec, payload: T, release_at: Duration, now: Duration) -> JobKey {
+        let r = self.resource_index(&spec.resource);
+        let settings = self.resources[r as usize].settings;
+        let id = JobId(self.next_id);
+        self.next_id += 1;
+        let entry = Entry {
+            id,
+            tenant: spec.tenant,
+            resource: r,
+            cost: spec.cost.max(1),
+            lease: spec.options.lease.unwrap_or(settings.lease),
+            wait_timeout: Some(spec.options.wait_timeout.unwrap_or(settings.wait_timeout)),
+            on_wait_timeout: spec.options.on_wait_timeout,
+            stage: Stage::Deferred,
+            epoch: 0,
+            payload: Some(payload),
+        };
+        let idx = self.jobs.insert(entry) as u32;
+        let key = JobKey { idx, id };
+        self.resources[r as usize].stats.submitted += 1;
+        self.waiting += 1;
+        if release_at <= now {
+            self.enqueue(key, now);
+        } else {
+            self.resources[r as usize].deferred += 1;
+            self.releases.push(Reverse((release_at, id.0, idx)));
+        }
+        key
+    }
+
+    /// Puts a deferred or parked job into its tenant's queue.
+    fn enqueue(&mut self, key: JobKey, now: Duration) {
+        let entry = &mut self.jobs[key.idx as usize];
+        entry.stage = Stage::Waiting { since: now };
+        entry.epoch = entry.epoch.wrapping_add(1);
+        let r = entry.resource;
+        let weight = self.config.weight(entry.tenant.as_str());
+        let (tenant, cost, wait, epoch) = (entry.tenant.clone(), entry.cost, entry.wait_timeout, entry.epoch);
+        let res = &mut self.resources[r as usize];
+        res.queue.push(tenant, weight, cost, (key, epoch));
+        res.queued += 1;
+        if let Some(wait) = wait {
+            self.waits.push(now, wait, key);
+        }
+        self.mark_dirty(r);
+    }
+
+    fn live(&self, key: JobKey) -> Option<&Entry<T>> {
+        self.jobs.get(key.idx as usize).filter(|e| e.id == key.id)
+    }
+
+    /// Processes everything due at `now` (fan-out releases, wait timeouts, lease expiries)
+    /// and grants every free slot it can; appends the shell's work to `out`.
+    pub fn poll(&mut self, now: Duration, out: &mut Vec<Event<T>>) {
+        while let Some(&Reverse((at, id, idx))) = self.releases.peek() {
+            if at > now {
+                break;
+            }
+            self.releases.pop();
+            let key = JobKey { idx, id: JobId(id) };
+            if matches!(self.live(key).map(|e| &e.stage), Some(Stage::Deferred)) {
+                let r = self.jobs[idx as usize].resource;
+                self.resources[r as usize].deferred -= 1;
+                self.enqueue(key, now);
+            }
+        }
+        // Grant before expiring waits: a job whose slot frees at the instant its wait ends
+        // is served, not skipped.
+        self.grant(now, out);
+        while let Some((_, key)) = self.waits.pop_due(now) {
+            self.expire_wait(key, now, out);
+        }
+        while let Some((_, key)) = self.leases.pop_due(now) {
+            self.expire_lease(key, out);
+        }
+        self.grant(now, out);
+    }
+
+    fn grant(&mut self, now: Duration, out: &mut Vec<Event<T>>) {
+        while let Some(r) = self.dirty.pop() {
+            let res = &mut self.resources[r as usize];
+            res.dirty = false;
+            while res.pool.has_free() {
+                let jobs = &self.jobs;
+                let next = res.queue.pop_live(|(k, epoch)| {
+                    jobs.get(k.idx as usize).is_some_and(|e| {
+                        e.id == k.id && e.epoch == *epoch && matches!(e.stage, Stage::Waiting { .. })
+                    })
+                });
+                let Some((_, (key, _))) = next else { break };
+                res.queued -= 1;
+                let granted = res.pool.try_grant();
+                debug_assert!(granted, "has_free was checked");
+                let entry = &mut self.jobs[key.idx as usize];
+                let Stage::Waiting { since } = entry.stage else {
+                    unreachable!("pop_live returns waiting jobs only")
+                };
+                let waited = now.saturating_sub(since);
+                res.stats.record_wait(waited);
+                entry.stage = Stage::Running { granted_at: now };
+                let lease = entry.lease;
+                self.leases.push(now, lease, key);
+                self.waiting -= 1;
+                tracing::trace!(job = key.id.0, resource = %res.name, ?waited, "grant");
+                let payload = entry.payload.take().expect("a waiting job has its payload");
+                out.push(Event::Granted {
+                    key,
+                    payload,
+                    lease,
+                    waited,
+                });
+            }
+        }
+    }
+
+    fn expire_wait(&mut self, key: JobKey, now: Duration, out: &mut Vec<Event<T>>) {
+        let Some(entry) = self.jobs.get_mut(key.idx as usize).filter(|e| e.id == key.id) else {
+            return;
+        };
+        let Stage::Waiting { since } = entry.stage else {
+            return;
+        };
+        let Some(wait) = entry.wait_timeout else { return };
+        if now.saturating_sub(since) < wait {
+            return; // requeued since this deadline was set
+        }
+        let r = entry.resource as usize;
+        self.resources[r].queued -= 1;
+        if entry.on_wait_timeout == OnWaitTimeout::Requeue {
+            // The old queue position goes stale (its epoch no longer matches); the job
+            // rejoins at the back of its tenant's queue with a fresh wait timeout.
+            self.enqueue(key, now);
+            return;
+        }
+        let entry = self.jobs.remove(key.idx as usize);
+        self.waiting -= 1;
+        let res = &mut self.resources[r];
+        res.stats.record_outcome(OutcomeKind::Skipped);
+        tracing::info!(job = key.id.0, tenant = %entry.tenant, resource = %res.name, "skip: no slot within the wait timeout");
+        out.push(Event::Skipped {
+            key,
+            payload: entry.payload.expect("a waiting job has its payload"),
+            reason: SkipReason::NoSlot,
+        });
+    }
+
+    fn expire_lease(&mut self, key: JobKey, out: &mut Vec<Event<T>>) {
+        let Some(entry) = self.jobs.get_mut(key.idx as usize).filter(|e| e.id == key.id) else {
+            return;
+        };
+        let Stage::Running { granted_at } = entry.stage else {
+            return;
+        };
+        entry.stage = Stage::Overdue { granted_at };
+        let res = &mut self.resources[entry.resource as usize];
+        res.overdue += 1;
+        tracing::info!(job = key.id.0, tenant = %entry.tenant, resource = %res.name, "timeout: lease expired, cancelling");
+        out.push(Event::LeaseExpired { key });
+    }
+
+    /// The job stopped (ran to an end, failed, was cancelled or timed out): its slot
+    /// returns and its outcome is counted.
+    pub fn complete(&mut self, key: JobKey, outcome: OutcomeKind, now: Duration) -> Result<(), CoreError> {
+        let entry = self.live(key).ok_or(CoreError::UnknownJob)?;
+        let (granted_at, overdue) = match entry.stage {
+            Stage::Running { granted_at } => (Some(granted_at), false),
+            Stage::Overdue { granted_at } => (Some(granted_at), true),
+            Stage::Parked => (None, false),
+            // A parent that resumed (unparked) and stopped before its slot came back.
+            Stage::Waiting { .. } if entry.wait_timeout.is_none() => (None, false),
+            _ => return Err(CoreError::WrongStage("running or parked")),
+        };
+        if matches!(entry.stage, Stage::Waiting { .. }) {
+            let r = entry.resource as usize;
+            self.waiting -= 1;
+            self.resources[r].queued -= 1;
+        }
+        let entry = self.jobs.remove(key.idx as usize);
+        let r = entry.resource;
+        let res = &mut self.resources[r as usize];
+        if let Some(granted_at) = granted_at {
+            res.pool.release().expect("a running job holds a slot");
+            res.stats.record_run(now.saturating_sub(granted_at));
+        }
+        if overdue {
+            res.overdue -= 1;
+        }
+        res.stats.record_outcome(outcome);
+        tracing::trace!(job = key.id.0, resource = %res.name, ?outcome, "release");
+        self.mark_dirty(r);
+        Ok(())
+    }
+
+    /// A running parent gives its slot up while it waits for its children.
+    pub fn park(&mut self, key: JobKey, now: Duration) -> Result<(), CoreError> {
+        let entry = self
+            .jobs
+            .get_mut(key.idx as usize)
+            .filter(|e| e.id == key.id)
+            .ok_or(CoreError::UnknownJob)?;
+        let Stage::Running { granted_at } = entry.stage else {
+            return Err(CoreError::WrongStage("running"));
+        };
+        entry.stage = Stage::Parked;
+        let r = entry.resource;
+        let res = &mut self.resources[r as usize];
+        res.pool.release().expect("a running job holds a slot");
+        res.stats.record_run(now.saturating_sub(granted_at));
+        self.mark_dirty(r);
+        Ok(())
+    }
+
+    /// A parked parent asks for a slot again; it waits with no wait timeout (it already
+    /// did work that a skip would waste) and is granted with a fresh lease. `payload` is
+    /// what [`Event::Granted`] hands back (the shell's waker).
+    pub fn unpark(&mut self, key: JobKey, payload: T, now: Duration) -> Result<(), CoreError> {
+        let entry = self
+            .jobs
+            .get_mut(key.idx as usize)
+            .filter(|e| e.id == key.id)
+            .ok_or(CoreError::UnknownJob)?;
+        if !matches!(entry.stage, Stage::Parked) {
+            return Err(CoreError::WrongStage("parked"));
+        }
+        entry.payload = Some(payload);
+        entry.wait_timeout = None;
+        self.waiting += 1;
+        self.enqueue(key, now);
+        Ok(())
+    }
+
+    /// Cancels a job: removed at once if it has not started, else the shell must stop it.
+    pub fn cancel(&mut self, key: JobKey) -> Cancelled<T> {
+        let Some(entry) = self.live(key) else {
+            return Cancelled::Unknown;
+        };
+        match entry.stage {
+            // A resumed parent has a running task: the shell stops it and completes it.
+            Stage::Waiting { .. } if entry.wait_timeout.is_none() => Cancelled::Running,
+            Stage::Deferred | Stage::Waiting { .. } => {
+                let entry = self.jobs.remove(key.idx as usize);
+                self.waiting -= 1;
+                let res = &mut self.resources[entry.resource as usize];
+                if matches!(entry.stage, Stage::Deferred) {
+                    res.deferred -= 1;
+                } else {
+                    res.queued -= 1;
+                }
+                res.stats.record_outcome(OutcomeKind::Cancelled);
+                Cancelled::Removed(entry.payload.expect("a waiting job has its payload"))
+            }
+            _ => Cancelled::Running,
+        }
+    }
+
+    /// Cancels every job that has not started (shutdown); returns their payloads.
+    pub fn cancel_waiting(&mut self) -> Vec<(JobKey, T)> {
+        let keys: Vec<JobKey> = self
+            .jobs
+            .iter()
+            .filter(|(_, e)| matches!(e.stage, Stage::Deferred | Stage::Waiting { .. }))
+            .map(|(idx, e)| JobKey {
+                idx: idx as u32,
+                id: e.id,
+            })
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| match self.cancel(k) {
+                Cancelled::Removed(p) => Some((k, p)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Jobs whose task is alive: holding a slot, overdue, parked, or resumed and waiting
+    /// for their slot back (what shutdown must stop).
+    pub fn started(&self) -> Vec<JobKey> {
+        self.jobs
+            .iter()
+            .filter(|(_, e)| match e.stage {
+                Stage::Running { .. } | Stage::Overdue { .. } | Stage::Parked => true,
+                // A resumed parent waiting for its slot back still has a live task.
+                Stage::Waiting { .. } => e.wait_timeout.is_none(),
+                Stage::Deferred => false,
+            })
+            .map(|(idx, e)| JobKey {
+                idx: idx as u32,
+                id: e.id,
+            })
+            .collect()
+    }
+
+    /// Jobs not yet ended, in any stage.
+    pub fn live_jobs(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// The next instant at which [`Scheduler::poll`] has something to do, if any.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let release = self.releases.peek().map(|Reverse((at, _, _))| *at);
+        [release, self.waits.next(), self.leases.next()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// True when some resource has a free slot and a job may be waiting for it (a
+    /// `poll` would grant).
+    pub fn has_pending_grants(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Statistics per resource at `now`.
+    pub fn snapshot(&self, now: Duration) -> StatsSnapshot {
+        let mut snap = StatsSnapshot {
+            at: now,
+            ..StatsSnapshot::default()
+        };
+        for res in &self.resources {
+            snap.resources.insert(
+                res.name.to_string(),
+                ResourceSnapshot {
+                    cap: res.pool.cap(),
+                    in_flight: res.pool.held(),
+                    peak_in_flight: res.pool.peak(),
+                    queued: res.queued,
+                    deferred: res.deferred,
+                    overdue: res.overdue,
+                    submitted: res.stats.submitted,
+                    outcomes: crate::stats::OutcomeCounts::from_array(res.stats.outcomes),
+                    wait: res.stats.wait(),
+                    run: res.stats.run(),
+                },
+            );
+        }
+        snap
+    }
+}

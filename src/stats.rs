@@ -1,0 +1,202 @@
+//! Counters and latency histograms per resource, and the snapshot the runtime reports.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::job::OutcomeKind;
+
+/// Live statistics of one resource (owned by the scheduler core).
+#[derive(Debug)]
+pub struct ResourceStats {
+    /// Jobs submitted (children and batch members each count once).
+    pub submitted: u64,
+    /// Terminal outcomes, indexed by [`OutcomeKind::index`].
+    pub outcomes: [u64; 5],
+    wait_us: Histogram<u64>,
+    run_us: Histogram<u64>,
+}
+
+impl Default for ResourceStats {
+    fn default() -> Self {
+        Self {
+            submitted: 0,
+            outcomes: [0; 5],
+            wait_us: new_histogram(),
+            run_us: new_histogram(),
+        }
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 3 significant figures, auto-resizing: bounded error, no upper limit to configure.
+    let mut h = Histogram::new(3).expect("3 significant figures is a valid precision");
+    h.auto(true);
+    h
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl ResourceStats {
+    /// Records how long a job waited for its slot.
+    pub fn record_wait(&mut self, wait: Duration) {
+        let _ = self.wait_us.record(micros(wait));
+    }
+
+    /// Records how long a job held its slot.
+    pub fn record_run(&mut self, run: Duration) {
+        let _ = self.run_us.record(micros(run));
+    }
+
+    /// Counts a terminal outcome.
+    pub fn record_outcome(&mut self, kind: OutcomeKind) {
+        self.outcomes[kind.index()] += 1;
+    }
+
+    /// Wait-time percentiles so far.
+    pub fn wait(&self) -> Percentiles {
+        Percentiles::of(&self.wait_us)
+    }
+
+    /// Run-time percentiles so far.
+    pub fn run(&self) -> Percentiles {
+        Percentiles::of(&self.run_us)
+    }
+}
+
+/// Latency percentiles (from hdrhistogram, microsecond resolution).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Percentiles {
+    /// Samples recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: Duration,
+    /// 90th percentile.
+    pub p90: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// 99.9th percentile.
+    pub p999: Duration,
+    /// Largest sample.
+    pub max: Duration,
+}
+
+impl Percentiles {
+    /// Reads the percentiles of a histogram of microseconds.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let q = |p: f64| Duration::from_micros(h.value_at_quantile(p));
+        Self {
+            count: h.len(),
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: Duration::from_micros(h.max()),
+        }
+    }
+}
+
+/// Counts per terminal outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    /// Completed jobs.
+    pub completed: u64,
+    /// Failed jobs.
+    pub failed: u64,
+    /// Timed-out jobs.
+    pub timed_out: u64,
+    /// Skipped jobs.
+    pub skipped: u64,
+    /// Cancelled jobs.
+    pub cancelled: u64,
+}
+
+impl OutcomeCounts {
+    /// From an array indexed by [`OutcomeKind::index`].
+    pub fn from_array(a: [u64; 5]) -> Self {
+        Self {
+            completed: a[OutcomeKind::Completed.index()],
+            failed: a[OutcomeKind::Failed.index()],
+            timed_out: a[OutcomeKind::TimedOut.index()],
+            skipped: a[OutcomeKind::Skipped.index()],
+            cancelled: a[OutcomeKind::Cancelled.index()],
+        }
+    }
+
+    /// Sum of all outcomes.
+    pub fn total(&self) -> u64 {
+        self.completed + self.failed + self.timed_out + self.skipped + self.cancelled
+    }
+
+    /// Adds another set of counts.
+    pub fn add(&mut self, other: &OutcomeCounts) {
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.timed_out += other.timed_out;
+        self.skipped += other.skipped;
+        self.cancelled += other.cancelled;
+    }
+}
+
+/// A point-in-time view of one resource.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourceSnapshot {
+    /// Slots in the pool.
+    pub cap: u32,
+    /// Slots held now.
+    pub in_flight: u32,
+    /// Most slots held at once.
+    pub peak_in_flight: u32,
+    /// Jobs waiting for a slot now.
+    pub queued: u64,
+    /// Jobs held back by fan-out batching now (not yet waiting for a slot).
+    pub deferred: u64,
+    /// Jobs whose lease expired and whose cancellation the worker has not yet confirmed.
+    pub overdue: u64,
+    /// Jobs submitted.
+    pub submitted: u64,
+    /// Terminal outcomes so far.
+    pub outcomes: OutcomeCounts,
+    /// Time from becoming eligible to being granted a slot.
+    pub wait: Percentiles,
+    /// Time a slot was held.
+    pub run: Percentiles,
+}
+
+/// A point-in-time view of the whole runtime, per resource.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Scheduler time at which the snapshot was taken.
+    pub at: Duration,
+    /// Per resource, by name.
+    pub resources: BTreeMap<String, ResourceSnapshot>,
+}
+
+impl StatsSnapshot {
+    /// Outcomes summed over resources.
+    pub fn outcomes(&self) -> OutcomeCounts {
+        let mut total = OutcomeCounts::default();
+        for r in self.resources.values() {
+            total.add(&r.outcomes);
+        }
+        total
+    }
+
+    /// Jobs submitted, summed over resources.
+    pub fn submitted(&self) -> u64 {
+        self.resources.values().map(|r| r.submitted).sum()
+    }
+
+    /// Jobs in flight, summed over resources.
+    pub fn in_flight(&self) -> u64 {
+        self.resources.values().map(|r| u64::from(r.in_flight)).sum()
+    }
+
+    /// Jobs queued or deferred, summed over resources.
+    pub fn queued(&self) -> u64 {
+        self.resources.values().map(|r| r.queued + r.deferred).sum()
+    }
+}

@@ -1,0 +1,97 @@
+//! Deadlines for many entries, kept in FIFOs grouped by their duration.
+//!
+//! Written by hand rather than with a heap: a runtime sets almost every deadline as
+//! `now + d` for one of a handful of durations `d` (the configured lease, wait timeout or
+//! batch delay), and `now` only grows, so each group's FIFO is already sorted. Push and
+//! pop are O(1) and the earliest deadline is the least of a few FIFO fronts. Entries are
+//! never removed early: the owner checks, when one falls due, whether it still applies
+//! (lazy deletion), which keeps cancellation O(1) too.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Deadline FIFOs keyed by duration; `K` identifies what a deadline is for.
+#[derive(Debug)]
+pub struct Deadlines<K> {
+    groups: Vec<(Duration, VecDeque<(Duration, K)>)>,
+}
+
+impl<K> Default for Deadlines<K> {
+    fn default() -> Self {
+        Self { groups: Vec::new() }
+    }
+}
+
+impl<K: Copy> Deadlines<K> {
+    /// Sets a deadline `after` from `now` for `key`.
+    pub fn push(&mut self, now: Duration, after: Duration, key: K) {
+        let at = now.saturating_add(after);
+        let group = match self.groups.iter().position(|(d, _)| *d == after) {
+            Some(i) => i,
+            None => {
+                self.groups.push((after, VecDeque::new()));
+                self.groups.len() - 1
+            }
+        };
+        let fifo = &mut self.groups[group].1;
+        // `now` is monotone, so pushing at the back keeps the FIFO sorted; a caller that
+        // steps back in time still gets a correct (if early-checked) queue because `pop_due`
+        // scans every front.
+        fifo.push_back((at, key));
+    }
+
+    /// The earliest pending deadline, if any.
+    pub fn next(&self) -> Option<Duration> {
+        self.groups
+            .iter()
+            .filter_map(|(_, fifo)| fifo.front().map(|(at, _)| *at))
+            .min()
+    }
+
+    /// Removes and returns one entry whose deadline is at or before `now`.
+    pub fn pop_due(&mut self, now: Duration) -> Option<(Duration, K)> {
+        for (_, fifo) in &mut self.groups {
+            if let Some(&(at, key)) = fifo.front() {
+                if at <= now {
+                    fifo.pop_front();
+                    return Some((at, key));
+                }
+            }
+        }
+        None
+    }
+
+    /// Number of pending entries (including ones the owner will find stale).
+    pub fn len(&self) -> usize {
+        self.groups.iter().map(|(_, f)| f.len()).sum()
+    }
+
+    /// True when no entry is pending.
+    pub fn is_empty(&self) -> bool {
+        self.groups.iter().all(|(_, f)| f.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn pops_in_deadline_order_across_groups() {
+        let mut d = Deadlines::default();
+        d.push(ms(0), ms(100), 'a');
+        d.push(ms(10), ms(20), 'b');
+        d.push(ms(20), ms(100), 'c');
+        assert_eq!(d.next(), Some(ms(30)));
+        assert_eq!(d.pop_due(ms(29)), None);
+        assert_eq!(d.pop_due(ms(30)), Some((ms(30), 'b')));
+        assert_eq!(d.next(), Some(ms(100)));
+        assert_eq!(d.pop_due(ms(200)), Some((ms(100), 'a')));
+        assert_eq!(d.pop_due(ms(200)), Some((ms(120), 'c')));
+        assert!(d.is_empty());
+    }
+}
