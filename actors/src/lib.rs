@@ -33,11 +33,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod bench;
 mod context;
 mod handle;
 mod job;
 mod runtime;
 mod settings;
+pub mod simulate;
 mod stop;
 mod supervisor;
 mod worker;
