@@ -92,7 +92,9 @@ fn run(c: Cascade) -> Run {
                     let kids = ctx
                         .spawn(children.into_iter().map(|latency| {
                             let store = store.clone();
-                            (ctx.child_spec("db"), move |_| async move { store.query(latency).await })
+                            (ctx.child_spec("db"), move |_| async move {
+                                store.query(latency).await
+                            })
                         }))
                         .map_err(|e| JobError::msg(e.to_string()))?;
                     Ok::<_, JobError>(ctx.join(kids).await.len())

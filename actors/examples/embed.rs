@@ -40,18 +40,21 @@ async fn main() {
     let mut handles = Vec::new();
     for org in 0..40u32 {
         let store = store.clone();
-        let (job, handle) = Job::new(JobSpec::new(format!("org-{org}"), "orgs").kind("org"), move |ctx: JobContext| async move {
-            let projections = ctx
-                .spawn((0..30u32).map(|p| {
-                    let store = store.clone();
-                    let spec = ctx.child_spec("store").kind("projection");
-                    (spec, move |_ctx| async move { store.query(org, p).await })
-                }))
-                .map_err(|e| JobError::msg(e.to_string()))?;
-            // The organisation job gives its slot back while it waits.
-            let results = ctx.join(projections).await;
-            Ok::<_, JobError>(results.iter().filter(|o| o.is_completed()).count())
-        });
+        let (job, handle) = Job::new(
+            JobSpec::new(format!("org-{org}"), "orgs").kind("org"),
+            move |ctx: JobContext| async move {
+                let projections = ctx
+                    .spawn((0..30u32).map(|p| {
+                        let store = store.clone();
+                        let spec = ctx.child_spec("store").kind("projection");
+                        (spec, move |_ctx| async move { store.query(org, p).await })
+                    }))
+                    .map_err(|e| JobError::msg(e.to_string()))?;
+                // The organisation job gives its slot back while it waits.
+                let results = ctx.join(projections).await;
+                Ok::<_, JobError>(results.iter().filter(|o| o.is_completed()).count())
+            },
+        );
         jobs.push(job);
         handles.push(handle);
     }

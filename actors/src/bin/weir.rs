@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about = "weir: an actor-based job runtime for rate-limited downstreams")]
+#[command(
+    name = "weir",
+    version,
+    about = "weir: an actor-based job runtime for rate-limited downstreams"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
