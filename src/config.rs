@@ -53,6 +53,10 @@ pub struct Config {
     pub resources: BTreeMap<String, ResourceConfig>,
     /// Per-tenant settings (fair-share weights), by tenant name.
     pub tenants: BTreeMap<String, TenantConfig>,
+    /// Coalescing job kinds (`[coalesce.KIND]`), by kind name.
+    pub coalesce: BTreeMap<String, crate::CoalesceConfig>,
+    /// Evaluation interval by time window (`[[intervals]]`) for recurring checks.
+    pub intervals: crate::IntervalTable,
 }
 
 /// Scheduler defaults.
@@ -268,7 +272,17 @@ impl Config {
                 ));
             }
         }
+        for (kind, c) in &self.coalesce {
+            c.validate(kind)?;
+        }
+        self.intervals.validate("intervals")?;
         Ok(())
+    }
+
+    /// The settings of a coalescing job kind (the defaults unless `[coalesce.KIND]` is
+    /// configured).
+    pub fn coalesce_kind(&self, kind: &str) -> crate::CoalesceConfig {
+        self.coalesce.get(kind).cloned().unwrap_or_default()
     }
 
     /// The effective settings of a resource (its overrides over the scheduler defaults).

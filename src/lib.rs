@@ -30,26 +30,36 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+mod coalesce;
+mod coalesce_config;
 mod config;
 mod fair;
 mod fanout;
+mod interval;
 mod job;
 mod pool;
+mod recurring;
 mod scheduler;
 mod stats;
 mod timers;
 
+pub use coalesce::{
+    Batch, BatchItem, CoalesceBuffer, CoalesceSettings, CoalesceSettingsError, FlushReason, Waiting,
+};
+pub use coalesce_config::CoalesceConfig;
 pub use config::{
     Config, ConfigError, ResourceConfig, ResourceSettings, RuntimeConfig, SchedulerConfig, TenantConfig,
     DEFAULT_TOML,
 };
 pub use fair::FairQueue;
 pub use fanout::BatchSchedule;
+pub use interval::{IntervalStep, IntervalTable};
 pub use job::{
     JobError, JobId, JobKind, JobOptions, JobSpec, OnWaitTimeout, Outcome, OutcomeKind, ResourceId,
     SkipReason, TenantId,
 };
 pub use pool::{NothingHeld, SlotPool};
+pub use recurring::{next_multiple, DueRun, Recurring};
 pub use scheduler::{Cancelled, CoreError, Event, JobKey, Scheduler};
 pub use stats::{OutcomeCounts, Percentiles, ResourceSnapshot, ResourceStats, StatsSnapshot};
 pub use timers::Deadlines;
