@@ -57,6 +57,8 @@ pub struct Config {
     pub coalesce: BTreeMap<String, crate::CoalesceConfig>,
     /// Evaluation interval by time window (`[[intervals]]`) for recurring checks.
     pub intervals: crate::IntervalTable,
+    /// Quotas and cost budgets, by quota name (`[quotas.per_user]`).
+    pub quotas: BTreeMap<String, crate::QuotaConfig>,
 }
 
 /// Scheduler defaults.
@@ -263,6 +265,7 @@ impl Config {
                 )?;
             }
         }
+        crate::limit::quota_config::validate(&self.quotas)?;
         for (name, t) in &self.tenants {
             if t.weight == 0 || t.weight > 1000 {
                 return Err(ConfigError::invalid(

@@ -101,6 +101,10 @@ pub struct JobOptions {
     pub wait_timeout: Option<Duration>,
     /// What to do when the wait timeout passes.
     pub on_wait_timeout: OnWaitTimeout,
+    /// When a quota refuses the job, wait for it (the job is deferred to its retry time
+    /// and checked again) instead of ending `Skipped(QuotaExceeded)`, as long as the retry
+    /// time falls within the wait timeout counted from submission.
+    pub wait_for_quota: bool,
 }
 
 /// Everything the core needs to schedule a job (the body lives in the runtime).
@@ -114,6 +118,10 @@ pub struct JobSpec {
     pub kind: JobKind,
     /// Cost in fair-share units (at least 1); a job of cost 3 uses 3 units of its tenant's turn.
     pub cost: u32,
+    /// Estimated cost in the integer units the configured cost budgets use (for example
+    /// micro-dollars); reserved at admission, replaced by the actual cost the job reports
+    /// when it ends (default 0).
+    pub estimated_cost: u64,
     /// Lease and wait settings.
     pub options: JobOptions,
 }
@@ -126,6 +134,7 @@ impl JobSpec {
             resource: resource.into(),
             kind: JobKind::default(),
             cost: 1,
+            estimated_cost: 0,
             options: JobOptions::default(),
         }
     }
@@ -154,6 +163,18 @@ impl JobSpec {
         self
     }
 
+    /// Sets the estimated cost checked against cost budgets (integer units, e.g. micro-dollars).
+    pub fn estimated_cost(mut self, cost: u64) -> Self {
+        self.estimated_cost = cost;
+        self
+    }
+
+    /// Waits for a refusing quota (up to the wait timeout) instead of being skipped.
+    pub fn wait_for_quota(mut self) -> Self {
+        self.options.wait_for_quota = true;
+        self
+    }
+
     /// Requeues instead of skipping when the wait timeout passes.
     pub fn requeue_on_wait_timeout(mut self) -> Self {
         self.options.on_wait_timeout = OnWaitTimeout::Requeue;
@@ -167,12 +188,40 @@ impl JobSpec {
 pub enum SkipReason {
     /// No slot was granted within the job's wait timeout.
     NoSlot,
+    /// A quota refused the job (HTTP 429 with Retry-After, in a service's terms).
+    QuotaExceeded {
+        /// Which limit: `quota/window` (`per_user/1m`) or `quota/cost`.
+        limit: String,
+        /// The earliest time from the refusal at which a retry passes, if nothing else
+        /// is admitted in that quota's scope meanwhile; one tick earlier is refused.
+        retry_after: Duration,
+    },
+    /// The job's estimated cost alone is over a cost budget: no retry can pass.
+    OverBudget {
+        /// Which budget (`per_user/cost`).
+        limit: String,
+        /// The job's estimate.
+        estimate: u64,
+        /// The budget.
+        budget: u64,
+    },
 }
 
 impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SkipReason::NoSlot => f.write_str("no slot within the wait timeout"),
+            SkipReason::QuotaExceeded { limit, retry_after } => {
+                write!(f, "quota {limit} exceeded, retry after {retry_after:?}")
+            }
+            SkipReason::OverBudget {
+                limit,
+                estimate,
+                budget,
+            } => write!(
+                f,
+                "estimated cost {estimate} is over the budget {limit} of {budget}"
+            ),
         }
     }
 }

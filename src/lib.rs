@@ -37,6 +37,7 @@ mod fair;
 mod fanout;
 mod interval;
 mod job;
+mod limit;
 mod pool;
 mod recurring;
 mod scheduler;
@@ -58,6 +59,8 @@ pub use job::{
     JobError, JobId, JobKind, JobOptions, JobSpec, OnWaitTimeout, Outcome, OutcomeKind, ResourceId,
     SkipReason, TenantId,
 };
+pub use limit::quota::{CostUsage, QuotaRefusal, Quotas, UsageSnapshot, WindowUsage};
+pub use limit::quota_config::{QuotaConfig, QuotaScope, WindowConfig};
 pub use pool::{NothingHeld, SlotPool};
 pub use recurring::{next_multiple, DueRun, Recurring};
 pub use scheduler::{Cancelled, CoreError, Event, JobKey, Scheduler};

@@ -29,6 +29,7 @@ use slab::Slab;
 use crate::config::{Config, ResourceSettings};
 use crate::fair::FairQueue;
 use crate::job::{JobId, JobSpec, OnWaitTimeout, OutcomeKind, ResourceId, SkipReason, TenantId};
+use crate::limit::quota::{JobQuota, QuotaRefusal, Quotas, UsageSnapshot};
 use crate::pool::SlotPool;
 use crate::stats::{ResourceSnapshot, ResourceStats, StatsSnapshot};
 use crate::timers::Deadlines;
@@ -128,6 +129,7 @@ struct Entry<T> {
     /// Bumped at every enqueue, so a queue position left behind by a requeue is stale.
     epoch: u32,
     payload: Option<T>,
+    quota: JobQuota,
 }
 
 #[derive(Debug)]
@@ -156,11 +158,16 @@ pub struct Scheduler<T> {
     dirty: Vec<u32>,
     next_id: u64,
     waiting: u64,
+    quotas: Quotas,
+    /// Jobs a quota refused outside `poll`, reported by the next `poll`, and since when.
+    refused: Vec<Event<T>>,
+    refused_at: Option<Duration>,
 }
 
 impl<T> Scheduler<T> {
     /// A scheduler with the given (validated) configuration.
     pub fn new(config: Config) -> Self {
+        let config_quotas = config.quotas.clone();
         let mut s = Self {
             config,
             resources: Vec::new(),
@@ -172,6 +179,9 @@ impl<T> Scheduler<T> {
             dirty: Vec::new(),
             next_id: 0,
             waiting: 0,
+            quotas: Quotas::new(&config_quotas),
+            refused: Vec::new(),
+            refused_at: None,
         };
         let names: Vec<String> = s.config.resources.keys().cloned().collect();
         for name in names {
@@ -254,18 +264,100 @@ impl<T> Scheduler<T> {
             stage: Stage::Deferred,
             epoch: 0,
             payload: Some(payload),
+            quota: JobQuota {
+                estimate: spec.estimated_cost,
+                wait: spec.options.wait_for_quota,
+                deadline: release_at
+                    .saturating_add(spec.options.wait_timeout.unwrap_or(settings.wait_timeout)),
+                ..JobQuota::default()
+            },
         };
         let idx = self.jobs.insert(entry) as u32;
         let key = JobKey { idx, id };
         self.resources[r as usize].stats.submitted += 1;
         self.waiting += 1;
         if release_at <= now {
-            self.enqueue(key, now);
+            if self.admit(key, now) {
+                self.enqueue(key, now);
+            }
         } else {
             self.resources[r as usize].deferred += 1;
             self.releases.push(Reverse((release_at, id.0, idx)));
         }
         key
+    }
+
+    /// Checks a deferred job's quotas as it becomes eligible; true when it may now wait
+    /// for a slot. A refused job is deferred to its retry time (when it waits for quota
+    /// and that time is within its wait timeout) or ends `Skipped`, reported by `poll`.
+    fn admit(&mut self, key: JobKey, now: Duration) -> bool {
+        if self.quotas.is_empty() {
+            return true;
+        }
+        let entry = &mut self.jobs[key.idx as usize];
+        let refusal = match self.quotas.admit(&entry.tenant, entry.quota.estimate, now) {
+            Ok(()) => {
+                entry.quota.admitted = true;
+                return true;
+            }
+            Err(refusal) => refusal,
+        };
+        if let QuotaRefusal::NotUntil { retry_after, .. } = &refusal {
+            let retry_at = now.saturating_add(*retry_after);
+            if entry.quota.wait && retry_at <= entry.quota.deadline {
+                self.resources[entry.resource as usize].deferred += 1;
+                self.releases.push(Reverse((retry_at, key.id.0, key.idx)));
+                return false;
+            }
+        }
+        let entry = self.jobs.remove(key.idx as usize);
+        self.waiting -= 1;
+        let res = &mut self.resources[entry.resource as usize];
+        res.stats.record_outcome(OutcomeKind::Skipped);
+        let reason = SkipReason::from(refusal);
+        tracing::info!(job = key.id.0, tenant = %entry.tenant, resource = %res.name, %reason, "skip: quota");
+        self.refused.push(Event::Skipped {
+            key,
+            payload: entry.payload.expect("a deferred job has its payload"),
+            reason,
+        });
+        self.refused_at.get_or_insert(now);
+        false
+    }
+
+    /// An ended job's quota reservation becomes its actual cost (the estimate when it ran
+    /// and did not report one; nothing when it never ran).
+    fn settle_quota(&mut self, tenant: &TenantId, quota: JobQuota, ran: bool, now: Duration) {
+        if !quota.admitted {
+            return;
+        }
+        match (ran, quota.actual) {
+            (false, None) => self.quotas.release(tenant, quota.estimate),
+            (_, actual) => self
+                .quotas
+                .settle(tenant, quota.estimate, actual.unwrap_or(quota.estimate), now),
+        }
+    }
+
+    /// Records the actual cost a running job reports; charged when the job ends.
+    pub fn report_cost(&mut self, key: JobKey, cost: u64) -> Result<(), CoreError> {
+        let entry = self
+            .jobs
+            .get_mut(key.idx as usize)
+            .filter(|e| e.id == key.id)
+            .ok_or(CoreError::UnknownJob)?;
+        entry.quota.actual = Some(cost);
+        Ok(())
+    }
+
+    /// `tenant`'s usage of its quotas and of the global ones at `now`.
+    pub fn usage(&self, tenant: &TenantId, now: Duration) -> UsageSnapshot {
+        self.quotas.usage(tenant, now)
+    }
+
+    /// The quotas and what every tenant has used of them.
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
     }
 
     /// Puts a deferred or parked job into its tenant's queue.
@@ -301,9 +393,14 @@ impl<T> Scheduler<T> {
             if matches!(self.live(key).map(|e| &e.stage), Some(Stage::Deferred)) {
                 let r = self.jobs[idx as usize].resource;
                 self.resources[r as usize].deferred -= 1;
-                self.enqueue(key, now);
+                if self.admit(key, now) {
+                    self.enqueue(key, now);
+                }
             }
         }
+        out.append(&mut self.refused);
+        self.refused_at = None;
+        self.quotas.sweep(now);
         // Grant before expiring waits: a job whose slot frees at the instant its wait ends
         // is served, not skipped.
         self.grant(now, out);
@@ -374,6 +471,7 @@ impl<T> Scheduler<T> {
         }
         let entry = self.jobs.remove(key.idx as usize);
         self.waiting -= 1;
+        self.settle_quota(&entry.tenant, entry.quota, false, now);
         let res = &mut self.resources[r];
         res.stats.record_outcome(OutcomeKind::Skipped);
         tracing::info!(job = key.id.0, tenant = %entry.tenant, resource = %res.name, "skip: no slot within the wait timeout");
@@ -419,6 +517,7 @@ impl<T> Scheduler<T> {
             self.resources[r].queued -= 1;
         }
         let entry = self.jobs.remove(key.idx as usize);
+        self.settle_quota(&entry.tenant, entry.quota, true, now);
         let r = entry.resource;
         let res = &mut self.resources[r as usize];
         if let Some(granted_at) = granted_at {
@@ -483,6 +582,9 @@ impl<T> Scheduler<T> {
             Stage::Deferred | Stage::Waiting { .. } => {
                 let entry = self.jobs.remove(key.idx as usize);
                 self.waiting -= 1;
+                if entry.quota.admitted {
+                    self.quotas.release(&entry.tenant, entry.quota.estimate);
+                }
                 let res = &mut self.resources[entry.resource as usize];
                 if matches!(entry.stage, Stage::Deferred) {
                     res.deferred -= 1;
@@ -541,7 +643,7 @@ impl<T> Scheduler<T> {
     /// The next instant at which [`Scheduler::poll`] has something to do, if any.
     pub fn next_deadline(&self) -> Option<Duration> {
         let release = self.releases.peek().map(|Reverse((at, _, _))| *at);
-        [release, self.waits.next(), self.leases.next()]
+        [release, self.waits.next(), self.leases.next(), self.refused_at]
             .into_iter()
             .flatten()
             .min()
