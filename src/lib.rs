@@ -37,6 +37,7 @@ mod fair;
 mod fanout;
 mod interval;
 mod job;
+mod lease;
 mod limit;
 mod pool;
 mod recurring;
@@ -59,6 +60,7 @@ pub use job::{
     JobError, JobId, JobKind, JobOptions, JobSpec, OnWaitTimeout, Outcome, OutcomeKind, ResourceId,
     SkipReason, TenantId,
 };
+pub use lease::LeaseError;
 pub use limit::quota::{CostUsage, QuotaRefusal, Quotas, UsageSnapshot, WindowUsage};
 pub use limit::quota_config::{QuotaConfig, QuotaScope, WindowConfig};
 pub use pool::{NothingHeld, SlotPool};

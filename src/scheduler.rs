@@ -123,6 +123,9 @@ struct Entry<T> {
     resource: u32,
     cost: u32,
     lease: Duration,
+    /// When the current lease ends (set at grant, moved by [`Scheduler::renew`]); lease
+    /// deadlines that fall due before it are stale.
+    lease_until: Duration,
     wait_timeout: Option<Duration>,
     on_wait_timeout: OnWaitTimeout,
     stage: Stage,
@@ -259,6 +262,7 @@ impl<T> Scheduler<T> {
             resource: r,
             cost: spec.cost.max(1),
             lease: spec.options.lease.unwrap_or(settings.lease),
+            lease_until: Duration::MAX,
             wait_timeout: Some(spec.options.wait_timeout.unwrap_or(settings.wait_timeout)),
             on_wait_timeout: spec.options.on_wait_timeout,
             stage: Stage::Deferred,
@@ -436,6 +440,7 @@ impl<T> Scheduler<T> {
                 res.stats.record_wait(waited);
                 entry.stage = Stage::Running { granted_at: now };
                 let lease = entry.lease;
+                entry.lease_until = now.saturating_add(lease);
                 self.leases.push(now, lease, key);
                 self.waiting -= 1;
                 tracing::trace!(job = key.id.0, resource = %res.name, ?waited, "grant");
@@ -489,8 +494,10 @@ impl<T> Scheduler<T> {
         let Stage::Running { granted_at } = entry.stage else {
             return;
         };
-        if now.saturating_sub(granted_at) < entry.lease {
-            return; // a deadline of an earlier grant (the job was parked and granted again)
+        if now < entry.lease_until {
+            // A stale deadline: the lease was renewed, or the job was parked and granted
+            // again with a fresh lease, since this one was set.
+            return;
         }
         entry.stage = Stage::Overdue { granted_at };
         let res = &mut self.resources[entry.resource as usize];
@@ -531,6 +538,30 @@ impl<T> Scheduler<T> {
         tracing::trace!(job = key.id.0, resource = %res.name, ?outcome, "release");
         self.mark_dirty(r);
         Ok(())
+    }
+
+    /// Renews a running job's lease: it now ends at `now + lease` (the job's own lease
+    /// length), which this returns. Refused, changing nothing, once the lease has expired
+    /// (the job is being stopped and its slot is not given back) or while the job holds
+    /// no slot.
+    pub fn renew(&mut self, key: JobKey, now: Duration) -> Result<Duration, crate::LeaseError> {
+        let entry = self
+            .jobs
+            .get_mut(key.idx as usize)
+            .filter(|e| e.id == key.id)
+            .ok_or(crate::LeaseError::Ended)?;
+        match entry.stage {
+            Stage::Running { .. } if now < entry.lease_until => {}
+            // Due but not yet polled: the lease is over even if the event is not out yet.
+            Stage::Running { .. } | Stage::Overdue { .. } => return Err(crate::LeaseError::Expired),
+            Stage::Parked | Stage::Waiting { .. } | Stage::Deferred => {
+                return Err(crate::LeaseError::NotHeld)
+            }
+        }
+        entry.lease_until = now.saturating_add(entry.lease);
+        let (lease, until) = (entry.lease, entry.lease_until);
+        self.leases.push(now, lease, key);
+        Ok(until)
     }
 
     /// A running parent gives its slot up while it waits for its children.

@@ -13,10 +13,12 @@
 //! plain [`JobHandle`] itself steps outside this guarantee; its lease still bounds the wait.)
 
 use std::future::Future;
+use std::sync::Arc;
 
-use weir::{JobError, JobKey, JobSpec, Outcome, ResourceId, TenantId};
+use weir::{JobError, JobKey, JobSpec, LeaseError, Outcome, ResourceId, TenantId};
 
 use crate::runtime::{Runtime, SubmitError};
+use crate::stop::{Stop, StopReason};
 use crate::{Job, JobHandle};
 
 /// Handed to every job body: its identity and the way to fan out children.
@@ -25,6 +27,7 @@ pub struct JobContext {
     key: JobKey,
     tenant: TenantId,
     resource: ResourceId,
+    stop: Arc<Stop>,
     runtime: Runtime,
 }
 
@@ -53,11 +56,18 @@ impl<T> Children<T> {
 }
 
 impl JobContext {
-    pub(crate) fn new(key: JobKey, tenant: TenantId, resource: ResourceId, runtime: Runtime) -> Self {
+    pub(crate) fn new(
+        key: JobKey,
+        tenant: TenantId,
+        resource: ResourceId,
+        stop: Arc<Stop>,
+        runtime: Runtime,
+    ) -> Self {
         Self {
             key,
             tenant,
             resource,
+            stop,
             runtime,
         }
     }
@@ -103,6 +113,68 @@ impl JobContext {
             .unzip();
         let handles = self.runtime.submit_jobs(jobs, handles, true)?;
         Ok(Children { handles })
+    }
+
+    /// Renews the job's lease while it makes progress: the lease now ends one lease
+    /// length (`slot_lease_timeout`, or the job's own) from now.
+    ///
+    /// Fails with a [`LeaseError`] and changes nothing once the lease has expired or the
+    /// job was cancelled (it is being stopped: a late renewal never takes the slot back),
+    /// or while the job is parked in [`JobContext::join`] (it holds no slot then).
+    pub async fn renew_lease(&self) -> Result<(), LeaseError> {
+        match self.stop.reason() {
+            Some(StopReason::TimedOut) => return Err(LeaseError::Expired),
+            Some(StopReason::Cancelled) => return Err(LeaseError::Cancelled),
+            None => {}
+        }
+        self.runtime.renew(self.key).await.map(|_| ())
+    }
+
+    /// Runs blocking code (a synchronous client, `std::thread::sleep`, heavy CPU work) on
+    /// tokio's blocking pool and waits for it, so it never stalls an arbiter.
+    ///
+    /// Blocking code cannot be cancelled. If the job's lease expires (or the job is
+    /// cancelled) while `f` runs, the job's future is dropped and its outcome is
+    /// `TimedOut` (or `Cancelled`), but its slot stays held, and its handle unresolved,
+    /// until `f` returns: the cap counts `f` for as long as it can reach the downstream.
+    /// Meanwhile the job is counted in the resource's `overdue` statistic (after a lease
+    /// expiry) and a warning is traced. A panic in `f` becomes `Err(JobError::Panicked)`.
+    ///
+    /// ```
+    /// # use weir::{Config, JobError, JobSpec, Outcome};
+    /// # actix_rt::System::new().block_on(async {
+    /// let runtime = weir_actors::Runtime::start(Config::default()).unwrap();
+    /// let job = runtime
+    ///     .submit(JobSpec::new("acme", "legacy-db"), |ctx| async move {
+    ///         ctx.run_blocking(|| {
+    ///             std::thread::sleep(std::time::Duration::from_millis(5)); // a blocking client
+    ///             42
+    ///         })
+    ///         .await
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(job.await, Outcome::Completed(42));
+    /// # runtime.shutdown(std::time::Duration::from_secs(1)).await;
+    /// # });
+    /// ```
+    pub async fn run_blocking<R, F>(&self, f: F) -> Result<R, JobError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        // The guard moves into the closure: it is dropped on the blocking thread when `f`
+        // returns or panics (or with the closure, if the pool refuses it), never when this
+        // future is dropped.
+        let section = self.stop.enter_blocking();
+        let task = tokio::task::spawn_blocking(move || {
+            let _section = section;
+            f()
+        });
+        match task.await {
+            Ok(value) => Ok(value),
+            Err(e) if e.is_panic() => Err(JobError::Panicked(crate::job::panic_message(&*e.into_panic()))),
+            Err(e) => Err(JobError::RuntimeStopped(format!("blocking section: {e}"))),
+        }
     }
 
     /// Waits for children without holding a slot: the slot is given back while waiting

@@ -6,14 +6,15 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use actix::Addr;
 use futures::FutureExt;
 use tokio::sync::oneshot;
 use tracing::Instrument;
-use weir::{JobError, JobSpec, Outcome, OutcomeKind};
+use weir::{JobError, JobKey, JobSpec, Outcome, OutcomeKind};
 
 use crate::context::JobContext;
 use crate::stop::{Stop, Stoppable};
-use crate::supervisor::Done;
+use crate::supervisor::{Done, Supervisor};
 
 /// Where a job's outcome goes: an async handle or a blocking one.
 pub(crate) enum OutcomeTx<T> {
@@ -36,13 +37,51 @@ impl<T> OutcomeTx<T> {
     }
 }
 
+/// Reports a started job's end to the supervisor, exactly once: when it is dropped.
+///
+/// Created when the slot is granted and carried with the job (in the `Run` message, then
+/// in the job's task), so the slot comes back however the job ends: normally, by a panic
+/// (also one raised while dropping a stopped body), because a worker died with the job
+/// in its mailbox, or because the executor dropped the task. A job that ends abnormally
+/// is reported `Failed`, and its handle, whose sender is dropped with it, resolves
+/// `Failed(RuntimeStopped)`.
+pub(crate) struct SlotReturn {
+    key: JobKey,
+    supervisor: Addr<Supervisor>,
+    kind: OutcomeKind,
+}
+
+impl SlotReturn {
+    pub(crate) fn new(key: JobKey, supervisor: Addr<Supervisor>) -> Self {
+        Self {
+            key,
+            supervisor,
+            kind: OutcomeKind::Failed,
+        }
+    }
+
+    /// Returns the slot with the job's outcome.
+    fn finish(mut self, kind: OutcomeKind) {
+        self.kind = kind;
+    }
+}
+
+impl Drop for SlotReturn {
+    fn drop(&mut self) {
+        self.supervisor.do_send(Done {
+            key: self.key,
+            kind: self.kind,
+        });
+    }
+}
+
 /// The body of a job with its result type erased, so the supervisor can hold jobs of
 /// every type in one queue. One allocation per job: the boxed body holds its closure and
 /// its outcome sender together.
 pub(crate) trait ErasedBody: Send {
-    /// Spawns the body on the current thread (a worker arbiter); the task reports `Done`
-    /// to the supervisor when it stops.
-    fn spawn(self: Box<Self>, ctx: JobContext, stop: Arc<Stop>);
+    /// Spawns the body on the current thread (a worker arbiter); the task returns the slot
+    /// through `slot` when it stops.
+    fn spawn(self: Box<Self>, ctx: JobContext, stop: Arc<Stop>, slot: SlotReturn);
     /// Resolves the handle of a job that never ran.
     fn resolve(self: Box<Self>, outcome: Outcome<()>);
 }
@@ -52,7 +91,7 @@ struct Typed<F, T> {
     tx: OutcomeTx<T>,
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -68,10 +107,9 @@ where
     Fut: Future<Output = Result<T, JobError>> + 'static,
     T: Send + 'static,
 {
-    fn spawn(self: Box<Self>, ctx: JobContext, stop: Arc<Stop>) {
+    fn spawn(self: Box<Self>, ctx: JobContext, stop: Arc<Stop>, slot: SlotReturn) {
         let Typed { body, tx } = *self;
         let key = ctx.key();
-        let supervisor = ctx.runtime().supervisor().clone();
         let span = tracing::info_span!(
             "job",
             job = key.id().0,
@@ -80,18 +118,19 @@ where
         );
         actix_rt::spawn(
             async move {
-                let result = {
-                    // Calling the closure inside the guarded future catches a panic in
-                    // its synchronous part too.
-                    let guarded =
-                        std::pin::pin!(AssertUnwindSafe(async move { body(ctx).await }).catch_unwind());
-                    Stoppable {
-                        fut: guarded,
-                        stop: &stop,
-                    }
-                    .await
-                    // The body's future is dropped here, before the slot is reported free.
-                };
+                // Calling the closure inside the guarded future catches a panic in its
+                // synchronous part too. The future sits in an `Option` so it can be
+                // dropped in place, under `catch_unwind`, before the slot is reported.
+                let mut guarded =
+                    std::pin::pin!(Some(AssertUnwindSafe(async move { body(ctx).await }).catch_unwind()));
+                let result = Stoppable {
+                    fut: guarded.as_mut().as_pin_mut().expect("set above"),
+                    stop: &stop,
+                }
+                .await;
+                if std::panic::catch_unwind(AssertUnwindSafe(|| guarded.set(None))).is_err() {
+                    tracing::warn!("job panicked while its stopped body was dropped");
+                }
                 let (outcome, kind) = match result {
                     Ok(Ok(Ok(value))) => (Outcome::Completed(value), OutcomeKind::Completed),
                     Ok(Ok(Err(error))) => (Outcome::Failed(error), OutcomeKind::Failed),
@@ -109,8 +148,22 @@ where
                         (outcome, kind)
                     }
                 };
+                // A blocking section the body started still runs on its thread, and may
+                // still be calling the downstream: the slot stays held until it returns.
+                let sections = stop.blocking_sections();
+                if sections > 0 {
+                    tracing::warn!(
+                        sections,
+                        outcome = ?kind,
+                        "job ended but a blocking section cannot be stopped; its slot is held until it returns"
+                    );
+                    stop.blocking_returned().await;
+                    tracing::info!("blocking section returned; slot released");
+                }
+                // The slot's report goes first: once a caller sees the outcome, a stats
+                // request it sends next finds the slot back (the mailbox is FIFO).
+                slot.finish(kind);
                 tx.send(outcome);
-                supervisor.do_send(Done { key, kind });
             }
             .instrument(span),
         );

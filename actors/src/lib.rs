@@ -35,6 +35,7 @@
 
 pub mod bench;
 mod context;
+mod failpoints;
 mod handle;
 mod job;
 mod runtime;

@@ -11,9 +11,9 @@ use weir::{Config, ConfigError, JobError, JobKey, JobSpec, StatsSnapshot};
 use crate::context::JobContext;
 use crate::stop::Stop;
 use crate::supervisor::{
-    Cancel, GetStats, Park, Shutdown, ShutdownReport, Submit, Submitted, Supervisor, Unpark,
+    Cancel, GetStats, Park, Renew, Shutdown, ShutdownReport, Submit, Submitted, Supervisor, Unpark,
 };
-use crate::worker::Worker;
+use crate::worker::WorkerPool;
 use crate::{BlockingTicket, Job, JobHandle};
 
 /// Why a submission was refused. Nothing of a refused submission runs, and its handles
@@ -53,6 +53,8 @@ struct Inner {
     closed: AtomicBool,
     /// The actix system this runtime started on a thread of its own, if it did.
     own_system: std::sync::Mutex<Option<actix_rt::System>>,
+    /// The statistics at the moment the supervisor stopped (after shutdown).
+    final_stats: std::sync::Mutex<Option<StatsSnapshot>>,
 }
 
 /// A handle to a running weir runtime; cheap to clone and usable from any thread.
@@ -108,13 +110,10 @@ impl Runtime {
     }
 
     fn start_here(config: Config, own_system: Option<actix_rt::System>) -> Runtime {
-        let mut arbiters = Vec::new();
-        let mut workers = Vec::new();
-        for _ in 0..config.runtime.worker_threads {
-            let arbiter = actix_rt::Arbiter::new();
-            workers.push(Worker::start_in_arbiter(&arbiter.handle(), |_| Worker));
-            arbiters.push(arbiter);
-        }
+        let arbiters: Vec<actix_rt::Arbiter> = (0..config.runtime.worker_threads)
+            .map(|_| actix_rt::Arbiter::new())
+            .collect();
+        let workers = WorkerPool::start(&arbiters);
         let supervisor_arbiter = config.runtime.own_thread.then(actix_rt::Arbiter::new);
         let handle = supervisor_arbiter.as_ref().map(actix_rt::Arbiter::handle);
         let (runtime_tx, runtime_rx) = std::sync::mpsc::channel();
@@ -127,6 +126,7 @@ impl Runtime {
                     waiting: AtomicU64::new(0),
                     closed: AtomicBool::new(false),
                     own_system: std::sync::Mutex::new(own_system),
+                    final_stats: std::sync::Mutex::new(None),
                 }),
             };
             let _ = runtime_tx.send(runtime.clone());
@@ -176,7 +176,10 @@ impl Runtime {
         }
     }
 
-    pub(crate) fn on_stopped(&self) {
+    pub(crate) fn on_stopped(&self, last: StatsSnapshot) {
+        if let Ok(mut s) = self.inner.final_stats.lock() {
+            *s = Some(last);
+        }
         self.inner.closed.store(true, Ordering::Release);
         if let Some(system) = self.inner.own_system.lock().ok().and_then(|mut s| s.take()) {
             system.stop();
@@ -252,6 +255,14 @@ impl Runtime {
         self.inner.supervisor.do_send(Cancel(stop));
     }
 
+    pub(crate) async fn renew(&self, key: JobKey) -> Result<Duration, weir::LeaseError> {
+        self.inner
+            .supervisor
+            .send(Renew(key))
+            .await
+            .unwrap_or(Err(weir::LeaseError::Ended))
+    }
+
     pub(crate) fn park(&self, key: JobKey) {
         self.inner.supervisor.do_send(Park(key));
     }
@@ -271,9 +282,17 @@ impl Runtime {
         self.inner.waiting.load(Ordering::Acquire)
     }
 
-    /// A statistics snapshot per resource.
+    /// A statistics snapshot per resource. After [`Runtime::shutdown`] has resolved it is
+    /// the last snapshot the supervisor took (every job ended, every slot free).
     pub async fn stats(&self) -> StatsSnapshot {
-        self.inner.supervisor.send(GetStats).await.unwrap_or_default()
+        match self.inner.supervisor.send(GetStats).await {
+            Ok(snapshot) => snapshot,
+            Err(_) => self.final_stats().unwrap_or_default(),
+        }
+    }
+
+    fn final_stats(&self) -> Option<StatsSnapshot> {
+        self.inner.final_stats.lock().ok().and_then(|s| s.clone())
     }
 
     /// [`Runtime::stats`] for threads outside any async runtime.

@@ -5,11 +5,16 @@
 //! why and wakes the task; the task, on its next poll, drops the body and reports. The
 //! slot comes back only when that report arrives, so a job whose thread is blocked keeps
 //! its slot until it returns: the cap is never exceeded by a job that outlived its lease.
+//!
+//! Blocking sections (`JobContext::run_blocking`) run on tokio's blocking pool, where
+//! nothing can stop them. Each one is counted here while it runs, and the task does not
+//! report its end until the count is back to zero: dropping the body detaches the thread
+//! but does not free the slot.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use futures::task::AtomicWaker;
@@ -43,6 +48,10 @@ pub(crate) struct Stop {
     waker: AtomicWaker,
     /// The job's key in the scheduler core; set once by the supervisor at submission.
     key: OnceLock<JobKey>,
+    /// Blocking sections of the job still running on the blocking pool.
+    blocking: AtomicUsize,
+    /// Woken when `blocking` drops to zero.
+    idle: tokio::sync::Notify,
 }
 
 impl Stop {
@@ -76,6 +85,44 @@ impl Stop {
 
     pub(crate) fn key(&self) -> Option<JobKey> {
         self.key.get().copied()
+    }
+
+    /// Counts a blocking section until the returned guard is dropped (on the blocking
+    /// thread, when the section returns or panics).
+    pub(crate) fn enter_blocking(self: &Arc<Self>) -> BlockingSection {
+        self.blocking.fetch_add(1, Ordering::AcqRel);
+        BlockingSection(self.clone())
+    }
+
+    /// Blocking sections still running.
+    pub(crate) fn blocking_sections(&self) -> usize {
+        self.blocking.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no blocking section of the job is running.
+    pub(crate) async fn blocking_returned(&self) {
+        loop {
+            // Created before the check: `notify_waiters` wakes every `Notified` that
+            // exists when it is called, so a section ending between the check and the
+            // await is not missed.
+            let notified = self.idle.notified();
+            if self.blocking.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One running blocking section of a job (see [`Stop::enter_blocking`]).
+#[derive(Debug)]
+pub(crate) struct BlockingSection(Arc<Stop>);
+
+impl Drop for BlockingSection {
+    fn drop(&mut self) {
+        if self.0.blocking.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, SpawnHandle};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, SpawnHandle};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use weir::{
@@ -17,10 +17,10 @@ use weir::{
 };
 
 use crate::context::JobContext;
-use crate::job::ErasedBody;
+use crate::job::{ErasedBody, SlotReturn};
 use crate::runtime::Runtime;
 use crate::stop::{Stop, StopReason};
-use crate::worker::{Run, Worker};
+use crate::worker::{Run, WorkerPool};
 
 /// A job waiting in the core: a fresh body, or a parked parent's waker.
 pub(crate) enum Payload {
@@ -59,9 +59,8 @@ pub(crate) struct Supervisor {
     core: Scheduler<Payload>,
     runtime: Runtime,
     origin: Instant,
-    workers: Vec<Addr<Worker>>,
+    workers: WorkerPool,
     arbiters: Vec<actix_rt::Arbiter>,
-    next_worker: usize,
     /// Stop signals of started jobs, indexed by `JobKey::index`.
     running: Vec<Option<(JobKey, Arc<Stop>)>>,
     events: Vec<Event<Payload>>,
@@ -80,7 +79,7 @@ impl Supervisor {
     pub(crate) fn new(
         config: weir::Config,
         runtime: Runtime,
-        workers: Vec<Addr<Worker>>,
+        workers: WorkerPool,
         arbiters: Vec<actix_rt::Arbiter>,
     ) -> Self {
         let schedule = BatchSchedule::new(config.scheduler.org_batch_size, config.scheduler.batch_delay);
@@ -90,7 +89,6 @@ impl Supervisor {
             origin: Instant::now(),
             workers,
             arbiters,
-            next_worker: 0,
             running: Vec::new(),
             events: Vec::new(),
             wake: None,
@@ -150,7 +148,14 @@ impl Supervisor {
             }
             ctx.cancel_future(handle);
         }
-        let handle = ctx.run_later(at.saturating_sub(now), |act, ctx| {
+        let mut delay = at.saturating_sub(now);
+        if crate::failpoints::hit("weir::wake::early") {
+            delay /= 2;
+        }
+        if crate::failpoints::hit("weir::wake::late") {
+            delay += Duration::from_millis(50);
+        }
+        let handle = ctx.run_later(delay, |act, ctx| {
             act.wake = None;
             act.drive(ctx);
         });
@@ -170,18 +175,29 @@ impl Supervisor {
             self.running.resize_with(i + 1, || None);
         }
         self.running[i] = Some((key, task.stop.clone()));
-        let ctx = JobContext::new(key, task.tenant, task.resource, self.runtime.clone());
-        if self.workers.is_empty() {
-            task.body.spawn(ctx, task.stop);
-        } else {
-            let worker = &self.workers[self.next_worker % self.workers.len()];
-            self.next_worker = self.next_worker.wrapping_add(1);
-            worker.do_send(Run {
-                body: task.body,
-                ctx,
-                stop: task.stop,
-            });
+        let ctx = JobContext::new(
+            key,
+            task.tenant,
+            task.resource,
+            task.stop.clone(),
+            self.runtime.clone(),
+        );
+        let run = Run {
+            body: task.body,
+            ctx,
+            stop: task.stop,
+            slot: SlotReturn::new(key, self.runtime.supervisor().clone()),
+        };
+        if crate::failpoints::hit("weir::dispatch") {
+            // Lost in transit: dropping the job reports it `Failed` and returns its slot.
+            tracing::warn!(
+                job = key.id().0,
+                "failpoint weir::dispatch: job dropped before it ran"
+            );
+            drop(run);
+            return;
         }
+        self.workers.dispatch(run);
     }
 
     fn submit(&mut self, items: Vec<Submitted>, fanout: bool) {
@@ -226,7 +242,8 @@ impl Supervisor {
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
-        self.runtime.on_stopped();
+        let now = Instant::now().saturating_duration_since(self.origin);
+        self.runtime.on_stopped(self.core.snapshot(now));
         ctx.stop();
     }
 }
@@ -274,6 +291,27 @@ impl Handler<Done> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Done, ctx: &mut Context<Self>) {
+        if crate::failpoints::hit("weir::done::delay") {
+            ctx.run_later(Duration::from_millis(50), move |act, ctx| act.done(msg, ctx));
+            return;
+        }
+        if crate::failpoints::hit("weir::done::duplicate") {
+            self.done(
+                Done {
+                    key: msg.key,
+                    kind: msg.kind,
+                },
+                ctx,
+            );
+        }
+        self.done(msg, ctx);
+    }
+}
+
+impl Supervisor {
+    /// A started job stopped: returns its slot (once: a second report for the same key
+    /// is refused by the core and only logged).
+    fn done(&mut self, msg: Done, ctx: &mut Context<Self>) {
         let now = self.now();
         if let Some(slot) = self.running.get_mut(msg.key.index()) {
             if matches!(slot, Some((k, _)) if *k == msg.key) {
@@ -425,5 +463,25 @@ impl Handler<Shutdown> for Supervisor {
             act.finish_shutdown_if_idle(ctx);
         });
         self.finish_shutdown_if_idle(ctx);
+    }
+}
+
+/// A running job renews its lease; answers the new lease end (time since start).
+pub(crate) struct Renew(pub(crate) JobKey);
+
+impl Message for Renew {
+    type Result = Result<Duration, weir::LeaseError>;
+}
+
+impl Handler<Renew> for Supervisor {
+    type Result = Result<Duration, weir::LeaseError>;
+
+    fn handle(&mut self, msg: Renew, _: &mut Context<Self>) -> Self::Result {
+        let now = self.now();
+        let renewed = self.core.renew(msg.0, now);
+        if let Err(e) = renewed {
+            tracing::debug!(job = msg.0.id().0, error = %e, "lease renewal refused");
+        }
+        renewed
     }
 }

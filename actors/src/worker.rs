@@ -1,16 +1,25 @@
 //! Worker actors: each lives on its own arbiter (thread) and runs the jobs the
 //! supervisor hands it, each inside the slot it was granted.
+//!
+//! # Why a worker never takes a job down with it
+//!
+//! Job panics are caught inside each job's own task (see `job.rs`), so job code cannot
+//! kill a worker: the handler only spawns the task. Should a worker die anyway (a bug in
+//! weir, or the `weir::worker::run` failpoint), the jobs in its mailbox are dropped with
+//! it, and each one's `SlotReturn` reports its end (`Failed`), so no slot leaks and every
+//! handle resolves. The [`WorkerPool`] restarts a dead worker on its arbiter before the
+//! next dispatch, and runs the job on the supervisor's own arbiter if even that fails.
 
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, Message};
+use actix::{Actor, Addr, Context, Handler, Message};
 
 use crate::context::JobContext;
-use crate::job::ErasedBody;
+use crate::job::{ErasedBody, SlotReturn};
 use crate::stop::Stop;
 
-/// Runs granted jobs on its arbiter. Job panics are caught inside each job's task, so a
-/// worker never dies of one; it keeps no per-job state, so there is nothing to restart.
+/// Runs granted jobs on its arbiter. It keeps no per-job state, so a restarted worker
+/// picks up where the dead one stopped.
 #[derive(Debug, Default)]
 pub(crate) struct Worker;
 
@@ -23,6 +32,14 @@ pub(crate) struct Run {
     pub(crate) body: Box<dyn ErasedBody>,
     pub(crate) ctx: JobContext,
     pub(crate) stop: Arc<Stop>,
+    pub(crate) slot: SlotReturn,
+}
+
+impl Run {
+    /// Runs the job on the current arbiter.
+    pub(crate) fn spawn_here(self) {
+        self.body.spawn(self.ctx, self.stop, self.slot);
+    }
 }
 
 impl Message for Run {
@@ -33,6 +50,60 @@ impl Handler<Run> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: Run, _: &mut Context<Self>) {
-        msg.body.spawn(msg.ctx, msg.stop);
+        if crate::failpoints::hit("weir::worker::run") {
+            // Simulates a worker that dies while it holds a job.
+            panic!("failpoint weir::worker::run: the worker dies");
+        }
+        msg.spawn_here();
+    }
+}
+
+/// The workers, one per worker arbiter, served round-robin.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerPool {
+    workers: Vec<(actix_rt::ArbiterHandle, Addr<Worker>)>,
+    next: usize,
+    restarts: u64,
+}
+
+impl WorkerPool {
+    /// Starts one worker on each arbiter.
+    pub(crate) fn start(arbiters: &[actix_rt::Arbiter]) -> Self {
+        let workers = arbiters
+            .iter()
+            .map(|a| (a.handle(), Worker::start_in_arbiter(&a.handle(), |_| Worker)))
+            .collect();
+        Self {
+            workers,
+            next: 0,
+            restarts: 0,
+        }
+    }
+
+    /// Hands a job to the next worker, restarting it first if it died; runs the job
+    /// here (on the caller's arbiter) if there are no workers or the worker cannot be
+    /// restarted.
+    pub(crate) fn dispatch(&mut self, run: Run) {
+        if self.workers.is_empty() {
+            run.spawn_here();
+            return;
+        }
+        let i = self.next % self.workers.len();
+        self.next = self.next.wrapping_add(1);
+        let (arbiter, worker) = &mut self.workers[i];
+        if !worker.connected() {
+            *worker = Worker::start_in_arbiter(arbiter, |_| Worker);
+            self.restarts += 1;
+            tracing::warn!(worker = i, restarts = self.restarts, "worker died; restarted");
+        }
+        if worker.connected() {
+            worker.do_send(run);
+        } else {
+            tracing::error!(
+                worker = i,
+                "worker arbiter is gone; running the job on the supervisor's arbiter"
+            );
+            run.spawn_here();
+        }
     }
 }
