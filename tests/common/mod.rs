@@ -58,6 +58,14 @@ impl Downstream {
         Ok(())
     }
 
+    /// Enters the store from any thread (a blocking client) until the guard drops;
+    /// counts like a query, without the limit check.
+    pub fn enter(&self) -> Entered<'_> {
+        let now = self.current.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        Entered(Leave(&self.current))
+    }
+
     pub fn peak(&self) -> u64 {
         self.peak.load(Ordering::SeqCst)
     }
@@ -70,6 +78,9 @@ impl Downstream {
         self.current.load(Ordering::SeqCst)
     }
 }
+
+/// One caller inside the store (see [`Downstream::enter`]).
+pub struct Entered<'a>(Leave<'a>);
 
 /// Leaves the store when the query ends or its future is dropped (a cancelled query).
 struct Leave<'a>(&'a AtomicU64);
