@@ -42,7 +42,10 @@ mod limit;
 mod pool;
 mod recurring;
 mod scheduler;
+pub mod sim;
 mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod timers;
 
 pub use coalesce::{

@@ -466,6 +466,13 @@ impl<T> Scheduler<T> {
         if now.saturating_sub(since) < wait {
             return; // requeued since this deadline was set
         }
+        if since == now && entry.on_wait_timeout == OnWaitTimeout::Requeue {
+            // A zero wait timeout with Requeue: requeueing would set a deadline due at this
+            // same instant and `poll` would never return (found by the fairness suite,
+            // issue 4). Rejoining the back of the queue it just joined changes nothing, so
+            // the job keeps its place and waits until granted.
+            return;
+        }
         let r = entry.resource as usize;
         self.resources[r].queued -= 1;
         if entry.on_wait_timeout == OnWaitTimeout::Requeue {
