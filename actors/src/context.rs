@@ -92,6 +92,14 @@ impl JobContext {
         &self.runtime
     }
 
+    /// Reports what this job actually cost, in the units of the configured cost budgets
+    /// (for example micro-dollars: tokens in and out times a price). It replaces the
+    /// estimate the job was admitted with when the job ends; the last report counts. A job
+    /// that ran and never reports is charged its estimate.
+    pub fn report_cost(&self, cost: u64) {
+        self.runtime.report_cost(self.key, cost);
+    }
+
     /// A spec for a child of the same tenant on `resource`.
     pub fn child_spec(&self, resource: impl Into<ResourceId>) -> JobSpec {
         JobSpec::new(self.tenant.clone(), resource)

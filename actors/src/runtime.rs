@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use actix::{Actor, Addr, AsyncContext};
 use tokio::sync::oneshot;
-use weir::{Config, ConfigError, JobError, JobKey, JobSpec, StatsSnapshot};
+use weir::{Config, ConfigError, JobError, JobKey, JobSpec, StatsSnapshot, TenantId, UsageSnapshot};
 
 use crate::context::JobContext;
 use crate::stop::Stop;
 use crate::supervisor::{
-    Cancel, GetStats, Park, Renew, Shutdown, ShutdownReport, Submit, Submitted, Supervisor, Unpark,
+    Cancel, GetStats, GetUsage, Park, Renew, ReportCost, Shutdown, ShutdownReport, Submit, Submitted,
+    Supervisor, Unpark,
 };
 use crate::worker::WorkerPool;
 use crate::{BlockingTicket, Job, JobHandle};
@@ -293,6 +294,27 @@ impl Runtime {
 
     fn final_stats(&self) -> Option<StatsSnapshot> {
         self.inner.final_stats.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// `tenant`'s usage of its quotas and of the global ones: for every window the
+    /// admissions counted, the limit, what remains and when it resets; for every cost
+    /// budget what was spent and reserved and what remains. Empty when no quota is
+    /// configured (or the runtime has stopped).
+    pub async fn usage(&self, tenant: impl Into<TenantId>) -> UsageSnapshot {
+        self.inner
+            .supervisor
+            .send(GetUsage(tenant.into()))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// [`Runtime::usage`] for threads outside any async runtime.
+    pub fn usage_blocking(&self, tenant: impl Into<TenantId>) -> UsageSnapshot {
+        futures::executor::block_on(self.usage(tenant))
+    }
+
+    pub(crate) fn report_cost(&self, key: JobKey, cost: u64) {
+        self.inner.supervisor.do_send(ReportCost { key, cost });
     }
 
     /// [`Runtime::stats`] for threads outside any async runtime.

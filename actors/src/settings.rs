@@ -1,5 +1,6 @@
-//! Loading the configuration: the embedded default, then an optional file, then
-//! `WEIR__SECTION__KEY` environment variables, each layer over the last.
+//! Loading the configuration: the embedded default, then the profile `WEIR_PROFILE`
+//! names (dev, prod, test) if set, then an optional file, then `WEIR__SECTION__KEY`
+//! environment variables, each layer over the last.
 
 use std::path::Path;
 
@@ -7,7 +8,8 @@ use weir::{Config, ConfigError, DEFAULT_TOML};
 
 /// Loads and validates the configuration.
 ///
-/// `file`, when given, must exist. Variables such as `WEIR__SCHEDULER__MAX_CONCURRENT=80`
+/// `WEIR_PROFILE=dev|prod|test` layers that profile (`config/<name>.toml`, embedded) over
+/// the default, below the file. `file`, when given, must exist. Variables such as `WEIR__SCHEDULER__MAX_CONCURRENT=80`
 /// or `WEIR__RESOURCES__STORE__MAX_CONCURRENT=10` override single keys (names are lower-cased).
 ///
 /// ```
@@ -23,8 +25,13 @@ pub fn load_config_from(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
+    let env: Vec<(String, String)> = env.into_iter().collect();
     let mut builder =
         config::Config::builder().add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
+    if let Some((_, name)) = env.iter().find(|(k, _)| k == crate::profile::PROFILE_VAR) {
+        let text = crate::profile::profile_toml(name)?;
+        builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
+    }
     if let Some(path) = file {
         if !path.is_file() {
             return Err(ConfigError::Parse(format!(

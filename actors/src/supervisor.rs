@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use weir::{
     BatchSchedule, Cancelled, Event, JobKey, JobSpec, Outcome, OutcomeKind, ResourceId, Scheduler,
-    StatsSnapshot, TenantId,
+    StatsSnapshot, TenantId, UsageSnapshot,
 };
 
 use crate::context::JobContext;
@@ -400,6 +400,41 @@ impl Handler<Cancel> for Supervisor {
         }
         self.drive(ctx);
         self.finish_shutdown_if_idle(ctx);
+    }
+}
+
+/// A running job reports its actual cost (charged against cost budgets when it ends).
+pub(crate) struct ReportCost {
+    pub(crate) key: JobKey,
+    pub(crate) cost: u64,
+}
+
+impl Message for ReportCost {
+    type Result = ();
+}
+
+impl Handler<ReportCost> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReportCost, _: &mut Context<Self>) {
+        if let Err(e) = self.core.report_cost(msg.key, msg.cost) {
+            tracing::debug!(job = msg.key.id().0, error = %e, "cost reported for a job the core does not hold");
+        }
+    }
+}
+
+/// Asks for a tenant's quota usage.
+pub(crate) struct GetUsage(pub(crate) TenantId);
+
+impl Message for GetUsage {
+    type Result = UsageSnapshot;
+}
+
+impl Handler<GetUsage> for Supervisor {
+    type Result = actix::MessageResult<GetUsage>;
+
+    fn handle(&mut self, msg: GetUsage, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.core.usage(&msg.0, self.now()))
     }
 }
 
