@@ -44,6 +44,7 @@ mod recurring;
 mod scheduler;
 pub mod sim;
 mod stats;
+mod tenant_ledger;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timers;
@@ -69,5 +70,5 @@ pub use limit::quota_config::{QuotaConfig, QuotaScope, WindowConfig};
 pub use pool::{NothingHeld, SlotPool};
 pub use recurring::{next_multiple, DueRun, Recurring};
 pub use scheduler::{Cancelled, CoreError, Event, JobKey, Scheduler};
-pub use stats::{OutcomeCounts, Percentiles, ResourceSnapshot, ResourceStats, StatsSnapshot};
+pub use stats::{OutcomeCounts, Percentiles, ResourceSnapshot, ResourceStats, StatsSnapshot, TenantFairness};
 pub use timers::Deadlines;

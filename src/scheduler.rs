@@ -32,6 +32,7 @@ use crate::job::{JobId, JobSpec, OnWaitTimeout, OutcomeKind, ResourceId, SkipRea
 use crate::limit::quota::{JobQuota, QuotaRefusal, Quotas, UsageSnapshot};
 use crate::pool::SlotPool;
 use crate::stats::{ResourceSnapshot, ResourceStats, StatsSnapshot};
+use crate::tenant_ledger::TenantLedger;
 use crate::timers::Deadlines;
 
 /// Names one job's entry in the core; stale keys (of finished jobs) are recognised and
@@ -146,6 +147,8 @@ struct Resource {
     overdue: u64,
     stats: ResourceStats,
     dirty: bool,
+    /// Per-tenant fairness accounting (Jain's index, worst p99 wait).
+    tenants: TenantLedger,
 }
 
 /// The pure scheduler: see the module docs.
@@ -231,6 +234,7 @@ impl<T> Scheduler<T> {
             overdue: 0,
             stats: ResourceStats::default(),
             dirty: false,
+            tenants: TenantLedger::default(),
         });
         self.by_name.insert(name.clone(), i);
         i
@@ -373,6 +377,7 @@ impl<T> Scheduler<T> {
         let weight = self.config.weight(entry.tenant.as_str());
         let (tenant, cost, wait, epoch) = (entry.tenant.clone(), entry.cost, entry.wait_timeout, entry.epoch);
         let res = &mut self.resources[r as usize];
+        res.tenants.enqueued(&tenant, weight);
         res.queue.push(tenant, weight, cost, (key, epoch));
         res.queued += 1;
         if let Some(wait) = wait {
@@ -438,6 +443,7 @@ impl<T> Scheduler<T> {
                 };
                 let waited = now.saturating_sub(since);
                 res.stats.record_wait(waited);
+                res.tenants.granted(&entry.tenant, entry.cost, waited);
                 entry.stage = Stage::Running { granted_at: now };
                 let lease = entry.lease;
                 entry.lease_until = now.saturating_add(lease);
@@ -475,6 +481,7 @@ impl<T> Scheduler<T> {
         }
         let r = entry.resource as usize;
         self.resources[r].queued -= 1;
+        self.resources[r].tenants.unqueued(&entry.tenant);
         if entry.on_wait_timeout == OnWaitTimeout::Requeue {
             // The old queue position goes stale (its epoch no longer matches); the job
             // rejoins at the back of its tenant's queue with a fresh wait timeout.
@@ -525,16 +532,23 @@ impl<T> Scheduler<T> {
             Stage::Waiting { .. } if entry.wait_timeout.is_none() => (None, false),
             _ => return Err(CoreError::WrongStage("running or parked")),
         };
-        if matches!(entry.stage, Stage::Waiting { .. }) {
+        let was_waiting = matches!(entry.stage, Stage::Waiting { .. });
+        if was_waiting {
             let r = entry.resource as usize;
             self.waiting -= 1;
             self.resources[r].queued -= 1;
         }
         let entry = self.jobs.remove(key.idx as usize);
+        if was_waiting {
+            self.resources[entry.resource as usize]
+                .tenants
+                .unqueued(&entry.tenant);
+        }
         self.settle_quota(&entry.tenant, entry.quota, true, now);
         let r = entry.resource;
         let res = &mut self.resources[r as usize];
         if let Some(granted_at) = granted_at {
+            res.tenants.released(&entry.tenant);
             res.pool.release().expect("a running job holds a slot");
             res.stats.record_run(now.saturating_sub(granted_at));
         }
@@ -584,6 +598,7 @@ impl<T> Scheduler<T> {
         entry.stage = Stage::Parked;
         let r = entry.resource;
         let res = &mut self.resources[r as usize];
+        res.tenants.released(&entry.tenant);
         res.pool.release().expect("a running job holds a slot");
         res.stats.record_run(now.saturating_sub(granted_at));
         self.mark_dirty(r);
@@ -628,6 +643,7 @@ impl<T> Scheduler<T> {
                     res.deferred -= 1;
                 } else {
                     res.queued -= 1;
+                    res.tenants.unqueued(&entry.tenant);
                 }
                 res.stats.record_outcome(OutcomeKind::Cancelled);
                 Cancelled::Removed(entry.payload.expect("a waiting job has its payload"))
@@ -713,6 +729,7 @@ impl<T> Scheduler<T> {
                     outcomes: crate::stats::OutcomeCounts::from_array(res.stats.outcomes),
                     wait: res.stats.wait(),
                     run: res.stats.run(),
+                    fairness: res.tenants.snapshot(),
                 },
             );
         }

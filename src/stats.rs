@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::job::OutcomeKind;
+use crate::job::{OutcomeKind, TenantId};
+pub use crate::tenant_ledger::TenantFairness;
 
 /// Live statistics of one resource (owned by the scheduler core).
 #[derive(Debug)]
@@ -164,6 +165,9 @@ pub struct ResourceSnapshot {
     pub wait: Percentiles,
     /// Time a slot was held.
     pub run: Percentiles,
+    /// Per-tenant fairness: Jain's index over slot-time while backlogged, the worst
+    /// tenant's p99 wait.
+    pub fairness: TenantFairness,
 }
 
 /// A point-in-time view of the whole runtime, per resource.
@@ -193,6 +197,22 @@ impl StatsSnapshot {
     /// Jobs in flight, summed over resources.
     pub fn in_flight(&self) -> u64 {
         self.resources.values().map(|r| u64::from(r.in_flight)).sum()
+    }
+
+    /// The lowest Jain's index over resources (see [`TenantFairness::jain_index`]).
+    pub fn jain_index(&self) -> Option<f64> {
+        self.resources
+            .values()
+            .filter_map(|r| r.fairness.jain_index)
+            .reduce(f64::min)
+    }
+
+    /// The tenant with the worst p99 wait on any resource, and that wait.
+    pub fn worst_tenant_p99_wait(&self) -> Option<(TenantId, Duration)> {
+        self.resources
+            .values()
+            .filter_map(|r| r.fairness.worst_p99_wait.clone())
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
     }
 
     /// Jobs queued or deferred, summed over resources.
