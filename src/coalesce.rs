@@ -145,6 +145,7 @@ pub struct CoalesceBuffer<B, I, R> {
     due: BinaryHeap<Reverse<(Duration, usize, u64)>>,
     generation: u64,
     buffered: usize,
+    buffered_items: usize,
 }
 
 impl<B, I, R> CoalesceBuffer<B, I, R>
@@ -164,6 +165,7 @@ where
             due: BinaryHeap::new(),
             generation: 0,
             buffered: 0,
+            buffered_items: 0,
         })
     }
 
@@ -175,6 +177,11 @@ where
     /// Requests waiting in the buffer.
     pub fn buffered(&self) -> usize {
         self.buffered
+    }
+
+    /// Distinct items waiting in the buffer (requests minus merged duplicates).
+    pub fn buffered_items(&self) -> usize {
+        self.buffered_items
     }
 
     /// Open batches.
@@ -235,6 +242,7 @@ where
         match batch.index.get(&item) {
             Some(&i) => batch.items[i].requests.push(waiting),
             None => {
+                self.buffered_items += 1;
                 batch.index.insert(item.clone(), batch.items.len());
                 batch.items.push(BatchItem {
                     item,
@@ -302,6 +310,7 @@ where
             reason,
         };
         self.buffered -= batch.request_count();
+        self.buffered_items -= batch.items.len();
         batch
     }
 
@@ -349,7 +358,7 @@ mod tests {
         assert_eq!(full.reason, FlushReason::Full);
         assert_eq!(full.items.len(), 2);
         assert_eq!(full.request_count(), 3);
-        assert_eq!(b.buffered(), 0);
+        assert_eq!((b.buffered(), b.buffered_items()), (0, 0));
         assert_eq!(b.next_deadline(), None, "the stale deadline is pruned");
     }
 

@@ -34,6 +34,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod bench;
+mod coalescer;
 mod context;
 mod failpoints;
 mod handle;
@@ -46,6 +47,7 @@ mod stop;
 mod supervisor;
 mod worker;
 
+pub use coalescer::{CoalesceStats, Coalescer, CoalescerError};
 pub use context::{Children, JobContext};
 pub use handle::{BlockingTicket, JobHandle};
 pub use job::Job;
