@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::resilience::{
+    BreakerConfig, CallBudgetConfig, JitterConfig, RateLimitConfig, RetryConfig, StaggerConfig,
+};
+
 /// The embedded default configuration (`config/default.toml`).
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -122,6 +126,20 @@ pub struct ResourceConfig {
     /// Wait timeout of this resource's jobs.
     #[serde(with = "humantime_serde")]
     pub slot_wait_timeout: Option<Duration>,
+    /// Request rate limit (see [`crate::resilience`]).
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Circuit breaker.
+    pub breaker: Option<BreakerConfig>,
+    /// Retries of failed jobs.
+    pub retry: Option<RetryConfig>,
+    /// Resource to use while this one's breaker is open.
+    pub fallback: Option<String>,
+    /// Jitter range and seed of this resource's waits.
+    pub jitter: Option<JitterConfig>,
+    /// Random delay before a job's first attempt.
+    pub stagger: Option<StaggerConfig>,
+    /// Downstream calls a job may make.
+    pub call_budget: Option<CallBudgetConfig>,
 }
 
 /// Settings of one tenant.
@@ -264,6 +282,7 @@ impl Config {
                     WEEK,
                 )?;
             }
+            crate::resilience::validate(name, r, |n| self.resources.contains_key(n))?;
         }
         crate::limit::quota_config::validate(&self.quotas)?;
         for (name, t) in &self.tenants {

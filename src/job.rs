@@ -244,6 +244,14 @@ pub enum JobError {
     /// The runtime stopped before the job could report (it was shut down or lost its worker).
     #[error("runtime stopped: {0}")]
     RuntimeStopped(String),
+    /// The job asked for more downstream calls than its resource's `call_budget` allows.
+    #[error("call budget exhausted: call {calls} refused, the budget is {limit}")]
+    BudgetExhausted {
+        /// Calls asked for, the refused one included.
+        calls: u32,
+        /// The budget.
+        limit: u32,
+    },
 }
 
 impl JobError {

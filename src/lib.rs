@@ -30,17 +30,22 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+mod breaker;
 mod coalesce;
 mod coalesce_config;
 mod config;
 mod fair;
 mod fanout;
+mod guard;
 mod interval;
+mod jitter;
 mod job;
 mod lease;
-mod limit;
+pub mod limit;
 mod pool;
 mod recurring;
+pub mod resilience;
+mod retry;
 mod scheduler;
 pub mod sim;
 mod stats;
@@ -49,6 +54,7 @@ mod tenant_ledger;
 pub mod testing;
 mod timers;
 
+pub use breaker::{Breaker, BreakerState, Permit, Transition};
 pub use coalesce::{
     Batch, BatchItem, CoalesceBuffer, CoalesceSettings, CoalesceSettingsError, FlushReason, Waiting,
 };
@@ -59,7 +65,9 @@ pub use config::{
 };
 pub use fair::FairQueue;
 pub use fanout::BatchSchedule;
+pub use guard::ResilienceStats;
 pub use interval::{IntervalStep, IntervalTable};
+pub use jitter::Jitter;
 pub use job::{
     JobError, JobId, JobKind, JobOptions, JobSpec, OnWaitTimeout, Outcome, OutcomeKind, ResourceId,
     SkipReason, TenantId,
@@ -69,6 +77,7 @@ pub use limit::quota::{CostUsage, QuotaRefusal, Quotas, UsageSnapshot, WindowUsa
 pub use limit::quota_config::{QuotaConfig, QuotaScope, WindowConfig};
 pub use pool::{NothingHeld, SlotPool};
 pub use recurring::{next_multiple, DueRun, Recurring};
+pub use retry::backoff;
 pub use scheduler::{Cancelled, CoreError, Event, JobKey, Scheduler};
 pub use stats::{OutcomeCounts, Percentiles, ResourceSnapshot, ResourceStats, StatsSnapshot, TenantFairness};
 pub use timers::Deadlines;

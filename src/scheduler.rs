@@ -26,8 +26,10 @@ use std::time::Duration;
 
 use slab::Slab;
 
+use crate::breaker::Permit;
 use crate::config::{Config, ResourceSettings};
 use crate::fair::FairQueue;
+use crate::guard::{Gate, Guard};
 use crate::job::{JobId, JobSpec, OnWaitTimeout, OutcomeKind, ResourceId, SkipReason, TenantId};
 use crate::limit::quota::{JobQuota, QuotaRefusal, Quotas, UsageSnapshot};
 use crate::pool::SlotPool;
@@ -134,6 +136,10 @@ struct Entry<T> {
     epoch: u32,
     payload: Option<T>,
     quota: JobQuota,
+    /// The breaker permit of the running attempt (resources with a breaker).
+    permit: Option<Permit>,
+    /// Attempts granted so far (retries included).
+    attempts: u32,
 }
 
 #[derive(Debug)]
@@ -149,6 +155,10 @@ struct Resource {
     dirty: bool,
     /// Per-tenant fairness accounting (Jain's index, worst p99 wait).
     tenants: TenantLedger,
+    /// Rate limit, breaker, retries, fallback (see `guard.rs`); `None` for plain resources.
+    guard: Option<Box<Guard>>,
+    /// The wake-up already scheduled in `gates` for this resource, if any.
+    gate_wake: Option<Duration>,
 }
 
 /// The pure scheduler: see the module docs.
@@ -161,6 +171,9 @@ pub struct Scheduler<T> {
     waits: Deadlines<JobKey>,
     leases: Deadlines<JobKey>,
     releases: BinaryHeap<Reverse<(Duration, u64, u32)>>,
+    /// When a guarded resource wants to be looked at again (limiter refill, breaker
+    /// cooldown); lazily deduplicated through `Resource::gate_wake`.
+    gates: BinaryHeap<Reverse<(Duration, u32)>>,
     dirty: Vec<u32>,
     next_id: u64,
     waiting: u64,
@@ -182,6 +195,7 @@ impl<T> Scheduler<T> {
             waits: Deadlines::default(),
             leases: Deadlines::default(),
             releases: BinaryHeap::new(),
+            gates: BinaryHeap::new(),
             dirty: Vec::new(),
             next_id: 0,
             waiting: 0,
@@ -192,6 +206,13 @@ impl<T> Scheduler<T> {
         let names: Vec<String> = s.config.resources.keys().cloned().collect();
         for name in names {
             s.resource_index(&ResourceId::new(name));
+        }
+        for r in 0..s.resources.len() {
+            let fallback = s.config.resources[s.resources[r].name.as_str()].fallback.clone();
+            let fallback = fallback.and_then(|f| s.by_name.get(&ResourceId::new(f)).copied());
+            if let Some(guard) = &mut s.resources[r].guard {
+                guard.fallback = fallback;
+            }
         }
         s
     }
@@ -235,6 +256,8 @@ impl<T> Scheduler<T> {
             stats: ResourceStats::default(),
             dirty: false,
             tenants: TenantLedger::default(),
+            guard: Guard::new(name, self.config.resources.get(name.as_str())),
+            gate_wake: None,
         });
         self.by_name.insert(name.clone(), i);
         i
@@ -279,6 +302,12 @@ impl<T> Scheduler<T> {
                     .saturating_add(spec.options.wait_timeout.unwrap_or(settings.wait_timeout)),
                 ..JobQuota::default()
             },
+            permit: None,
+            attempts: 0,
+        };
+        let release_at = match &mut self.resources[r as usize].guard {
+            Some(guard) => release_at.max(now) + guard.stagger(),
+            None => release_at,
         };
         let idx = self.jobs.insert(entry) as u32;
         let key = JobKey { idx, id };
@@ -303,6 +332,9 @@ impl<T> Scheduler<T> {
             return true;
         }
         let entry = &mut self.jobs[key.idx as usize];
+        if entry.quota.admitted {
+            return true; // a retry: admitted (and reserved) once, settled once at its end
+        }
         let refusal = match self.quotas.admit(&entry.tenant, entry.quota.estimate, now) {
             Ok(()) => {
                 entry.quota.admitted = true;
@@ -410,6 +442,17 @@ impl<T> Scheduler<T> {
         out.append(&mut self.refused);
         self.refused_at = None;
         self.quotas.sweep(now);
+        while let Some(&Reverse((at, r))) = self.gates.peek() {
+            if at > now {
+                break;
+            }
+            self.gates.pop();
+            let res = &mut self.resources[r as usize];
+            if res.gate_wake.is_some_and(|w| w <= now) {
+                res.gate_wake = None;
+            }
+            self.mark_dirty(r);
+        }
         // Grant before expiring waits: a job whose slot frees at the instant its wait ends
         // is served, not skipped.
         self.grant(now, out);
@@ -424,41 +467,148 @@ impl<T> Scheduler<T> {
 
     fn grant(&mut self, now: Duration, out: &mut Vec<Event<T>>) {
         while let Some(r) = self.dirty.pop() {
-            let res = &mut self.resources[r as usize];
-            res.dirty = false;
-            while res.pool.has_free() {
-                let jobs = &self.jobs;
-                let next = res.queue.pop_live(|(k, epoch)| {
-                    jobs.get(k.idx as usize).is_some_and(|e| {
-                        e.id == k.id && e.epoch == *epoch && matches!(e.stage, Stage::Waiting { .. })
-                    })
-                });
-                let Some((_, (key, _))) = next else { break };
-                res.queued -= 1;
-                let granted = res.pool.try_grant();
-                debug_assert!(granted, "has_free was checked");
-                let entry = &mut self.jobs[key.idx as usize];
-                let Stage::Waiting { since } = entry.stage else {
-                    unreachable!("pop_live returns waiting jobs only")
-                };
-                let waited = now.saturating_sub(since);
-                res.stats.record_wait(waited);
-                res.tenants.granted(&entry.tenant, entry.cost, waited);
-                entry.stage = Stage::Running { granted_at: now };
-                let lease = entry.lease;
-                entry.lease_until = now.saturating_add(lease);
-                self.leases.push(now, lease, key);
-                self.waiting -= 1;
-                tracing::trace!(job = key.id.0, resource = %res.name, ?waited, "grant");
-                let payload = entry.payload.take().expect("a waiting job has its payload");
-                out.push(Event::Granted {
-                    key,
-                    payload,
-                    lease,
-                    waited,
-                });
+            self.resources[r as usize].dirty = false;
+            if self.resources[r as usize].guard.is_some() {
+                self.grant_guarded(r, now, out);
+                continue;
+            }
+            while self.resources[r as usize].pool.has_free() {
+                if !self.grant_next(r, None, now, out) {
+                    break;
+                }
             }
         }
+    }
+
+    /// Grants the next waiting job of resource `r` (a free slot was checked); false when
+    /// none is waiting.
+    fn grant_next(&mut self, r: u32, permit: Option<Permit>, now: Duration, out: &mut Vec<Event<T>>) -> bool {
+        let res = &mut self.resources[r as usize];
+        let jobs = &self.jobs;
+        let next = res.queue.pop_live(|(k, epoch)| {
+            jobs.get(k.idx as usize).is_some_and(|e| {
+                e.id == k.id && e.epoch == *epoch && matches!(e.stage, Stage::Waiting { .. })
+            })
+        });
+        let Some((_, (key, _))) = next else { return false };
+        res.queued -= 1;
+        let granted = res.pool.try_grant();
+        debug_assert!(granted, "has_free was checked");
+        let entry = &mut self.jobs[key.idx as usize];
+        let Stage::Waiting { since } = entry.stage else {
+            unreachable!("pop_live returns waiting jobs only")
+        };
+        let waited = now.saturating_sub(since);
+        res.stats.record_wait(waited);
+        res.tenants.granted(&entry.tenant, entry.cost, waited);
+        entry.stage = Stage::Running { granted_at: now };
+        entry.permit = permit;
+        entry.attempts = entry.attempts.saturating_add(1);
+        let lease = entry.lease;
+        entry.lease_until = now.saturating_add(lease);
+        self.leases.push(now, lease, key);
+        self.waiting -= 1;
+        tracing::trace!(job = key.id.0, resource = %res.name, ?waited, "grant");
+        let payload = entry.payload.take().expect("a waiting job has its payload");
+        out.push(Event::Granted {
+            key,
+            payload,
+            lease,
+            waited,
+        });
+        true
+    }
+
+    /// Grants on a resource with policies: each grant passes the breaker and the rate
+    /// limit; a refusal schedules one wake-up at the instant the policy named (never a
+    /// busy loop); an open breaker sends the waiting jobs to the fallback.
+    fn grant_guarded(&mut self, r: u32, now: Duration, out: &mut Vec<Event<T>>) {
+        loop {
+            let res = &mut self.resources[r as usize];
+            if res.queued == 0 {
+                return;
+            }
+            let has_slot = res.pool.has_free();
+            let guard = res.guard.as_mut().expect("called for guarded resources");
+            match guard.gate(now, has_slot) {
+                Gate::Pass(permit) => {
+                    let granted = self.grant_next(r, permit, now, out);
+                    debug_assert!(granted, "queued counts live waiting jobs");
+                }
+                Gate::Open(until) => {
+                    self.route_to_fallback(r, now);
+                    if self.resources[r as usize].queued > 0 {
+                        self.wake_at(r, until);
+                    }
+                    return;
+                }
+                Gate::Wait(at) => {
+                    if let Some(at) = at {
+                        self.wake_at(r, at);
+                    }
+                    return;
+                }
+                Gate::Limited => return,
+            }
+        }
+    }
+
+    fn wake_at(&mut self, r: u32, at: Duration) {
+        let res = &mut self.resources[r as usize];
+        if res.gate_wake.is_some_and(|w| w <= at) {
+            return;
+        }
+        res.gate_wake = Some(at);
+        self.gates.push(Reverse((at, r)));
+    }
+
+    /// The usable fallback of `r` at `now`: configured, and its own breaker not open.
+    fn usable_fallback(&mut self, r: u32, now: Duration) -> Option<u32> {
+        let f = self.resources[r as usize].guard.as_ref()?.fallback?;
+        let open = self.resources[f as usize]
+            .guard
+            .as_mut()
+            .is_some_and(|g| g.is_open(now));
+        (!open).then_some(f)
+    }
+
+    /// Moves every job waiting on `r` to its fallback (resumed parents stay: they hold
+    /// work on `r` already). False when there is no usable fallback.
+    fn route_to_fallback(&mut self, r: u32, now: Duration) -> bool {
+        let Some(f) = self.usable_fallback(r, now) else {
+            return false;
+        };
+        let mut moved = Vec::new();
+        let res = &mut self.resources[r as usize];
+        let jobs = &self.jobs;
+        while let Some((_, (key, _))) = res.queue.pop_live(|(k, epoch)| {
+            jobs.get(k.idx as usize).is_some_and(|e| {
+                e.id == k.id && e.epoch == *epoch && matches!(e.stage, Stage::Waiting { .. })
+            })
+        }) {
+            res.queued -= 1;
+            moved.push(key);
+        }
+        for key in moved {
+            let entry = &mut self.jobs[key.idx as usize];
+            if entry.wait_timeout.is_none() {
+                // A resumed parent keeps its place on `r` (without marking `r` dirty,
+                // which would route again at once): it waits for the breaker.
+                entry.epoch = entry.epoch.wrapping_add(1);
+                let weight = self.config.weight(entry.tenant.as_str());
+                let res = &mut self.resources[r as usize];
+                res.queue
+                    .push(entry.tenant.clone(), weight, entry.cost, (key, entry.epoch));
+                res.queued += 1;
+                continue;
+            }
+            entry.resource = f;
+            let res = &mut self.resources[r as usize];
+            res.guard.as_mut().expect("guarded").stats.fallbacks += 1;
+            tracing::debug!(job = key.id.0, from = %res.name, "fallback");
+            self.enqueue(key, now);
+        }
+        true
     }
 
     fn expire_wait(&mut self, key: JobKey, now: Duration, out: &mut Vec<Event<T>>) {
@@ -556,6 +706,9 @@ impl<T> Scheduler<T> {
             res.overdue -= 1;
         }
         res.stats.record_outcome(outcome);
+        if let Some(guard) = &mut res.guard {
+            guard.on_outcome(entry.permit, outcome, now);
+        }
         tracing::trace!(job = key.id.0, resource = %res.name, ?outcome, "release");
         self.mark_dirty(r);
         Ok(())
@@ -585,6 +738,87 @@ impl<T> Scheduler<T> {
         Ok(until)
     }
 
+    /// A running job's attempt failed and the shell can run it again: if its resource's
+    /// retry policy has an attempt left, the failure is recorded in the breaker, the slot
+    /// returns, and the job goes back to `Deferred` until its backoff ends (it holds no
+    /// slot while it sleeps, and its wait timeout counts afresh from the release). If
+    /// the breaker is open after this failure, the job moves to the fallback at once
+    /// when one is usable, and otherwise is not retried.
+    ///
+    /// Returns the release instant, or gives `payload` back when the job will not run
+    /// again: the shell then reports its final outcome with [`Scheduler::complete`].
+    /// `retry_after` is the downstream's Retry-After from the failed attempt, if any.
+    pub fn retry(
+        &mut self,
+        key: JobKey,
+        payload: T,
+        retry_after: Option<Duration>,
+        now: Duration,
+    ) -> Result<Duration, T> {
+        let Some(entry) = self.jobs.get_mut(key.idx as usize).filter(|e| e.id == key.id) else {
+            return Err(payload);
+        };
+        let (granted_at, overdue) = match entry.stage {
+            Stage::Running { granted_at } => (granted_at, false),
+            Stage::Overdue { granted_at } => (granted_at, true),
+            _ => return Err(payload),
+        };
+        let r = entry.resource;
+        let attempts = entry.attempts;
+        let Some(guard) = self.resources[r as usize].guard.as_mut() else {
+            return Err(payload);
+        };
+        let Some(delay) = guard.retry_delay(attempts, retry_after) else {
+            return Err(payload);
+        };
+        // The failure counts now; `complete` will find no permit and not count it twice.
+        guard.on_outcome(entry.permit.take(), OutcomeKind::Failed, now);
+        let (target, release_at) = if guard.is_open(now) {
+            match self.usable_fallback(r, now) {
+                Some(f) => (f, now),
+                None => return Err(payload),
+            }
+        } else {
+            (r, now + delay)
+        };
+        let entry = &mut self.jobs[key.idx as usize];
+        entry.stage = Stage::Deferred;
+        entry.payload = Some(payload);
+        entry.resource = target;
+        self.waiting += 1;
+        let res = &mut self.resources[r as usize];
+        res.tenants.released(&entry.tenant);
+        res.pool.release().expect("a running job holds a slot");
+        res.stats.record_run(now.saturating_sub(granted_at));
+        if overdue {
+            res.overdue -= 1;
+        }
+        let guard = res.guard.as_mut().expect("checked above");
+        guard.stats.retries += 1;
+        if target != r {
+            guard.stats.fallbacks += 1;
+        }
+        tracing::debug!(job = key.id.0, resource = %res.name, attempts, ?release_at, "retry");
+        self.mark_dirty(r);
+        if release_at <= now {
+            self.enqueue(key, now);
+        } else {
+            self.resources[target as usize].deferred += 1;
+            self.releases.push(Reverse((release_at, key.id.0, key.idx)));
+        }
+        Ok(release_at)
+    }
+
+    /// The resource a live job is on now (it differs from its spec's after a fallback).
+    pub fn resource_of(&self, key: JobKey) -> Option<&ResourceId> {
+        self.live(key).map(|e| &self.resources[e.resource as usize].name)
+    }
+
+    /// Attempts granted to a live job so far.
+    pub fn attempts(&self, key: JobKey) -> Option<u32> {
+        self.live(key).map(|e| e.attempts)
+    }
+
     /// A running parent gives its slot up while it waits for its children.
     pub fn park(&mut self, key: JobKey, now: Duration) -> Result<(), CoreError> {
         let entry = self
@@ -597,8 +831,12 @@ impl<T> Scheduler<T> {
         };
         entry.stage = Stage::Parked;
         let r = entry.resource;
+        let permit = entry.permit.take();
         let res = &mut self.resources[r as usize];
         res.tenants.released(&entry.tenant);
+        if let Some(guard) = &mut res.guard {
+            guard.forget(permit);
+        }
         res.pool.release().expect("a running job holds a slot");
         res.stats.record_run(now.saturating_sub(granted_at));
         self.mark_dirty(r);
@@ -697,10 +935,17 @@ impl<T> Scheduler<T> {
     /// The next instant at which [`Scheduler::poll`] has something to do, if any.
     pub fn next_deadline(&self) -> Option<Duration> {
         let release = self.releases.peek().map(|Reverse((at, _, _))| *at);
-        [release, self.waits.next(), self.leases.next(), self.refused_at]
-            .into_iter()
-            .flatten()
-            .min()
+        let gate = self.gates.peek().map(|Reverse((at, _))| *at);
+        [
+            release,
+            self.waits.next(),
+            self.leases.next(),
+            self.refused_at,
+            gate,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// True when some resource has a free slot and a job may be waiting for it (a
@@ -730,6 +975,7 @@ impl<T> Scheduler<T> {
                     wait: res.stats.wait(),
                     run: res.stats.run(),
                     fairness: res.tenants.snapshot(),
+                    resilience: res.guard.as_ref().map(|g| g.snapshot(now)).unwrap_or_default(),
                 },
             );
         }

@@ -168,6 +168,8 @@ pub struct ResourceSnapshot {
     /// Per-tenant fairness: Jain's index over slot-time while backlogged, the worst
     /// tenant's p99 wait.
     pub fairness: TenantFairness,
+    /// Rate limit, breaker, retry and fallback counters (zero for plain resources).
+    pub resilience: crate::guard::ResilienceStats,
 }
 
 /// A point-in-time view of the whole runtime, per resource.

@@ -175,10 +175,12 @@ impl Supervisor {
             self.running.resize_with(i + 1, || None);
         }
         self.running[i] = Some((key, task.stop.clone()));
+        // After a fallback the job runs on another resource than it was submitted to.
+        let resource = self.core.resource_of(key).cloned().unwrap_or(task.resource);
         let ctx = JobContext::new(
             key,
             task.tenant,
-            task.resource,
+            resource,
             task.stop.clone(),
             self.runtime.clone(),
         );

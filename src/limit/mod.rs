@@ -1,6 +1,8 @@
-//! Limits on admission: sliding-window quotas and cost budgets (per tenant and global).
+//! Limits on admission: sliding-window quotas and cost budgets (per tenant and global),
+//! and the per-resource request rate limit.
 
 pub(crate) mod budget;
 pub(crate) mod quota;
 pub(crate) mod quota_config;
+pub mod rate;
 pub(crate) mod window;

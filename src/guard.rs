@@ -1,0 +1,237 @@
+//! One resource's resilience policies together: the rate limit, the circuit breaker,
+//! retries, jitter, stagger and fallback, as the scheduler consults them when it grants,
+//! completes and retries. Only resources that configure at least one policy get a guard,
+//! so plain resources pay nothing.
+
+use std::time::Duration;
+
+use crate::breaker::{Breaker, BreakerState, Permit, Transition};
+use crate::config::ResourceConfig;
+use crate::jitter::Jitter;
+use crate::job::{OutcomeKind, ResourceId};
+use crate::limit::rate::RateLimit;
+use crate::resilience::{JitterConfig, RetryConfig, StaggerConfig};
+
+/// Resilience counters of one resource, in [`crate::ResourceSnapshot::resilience`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResilienceStats {
+    /// The breaker's state, if the resource has one.
+    pub breaker: Option<BreakerState>,
+    /// Breaker transitions so far.
+    pub transitions: u64,
+    /// Times the breaker opened (from closed or half-open).
+    pub opened: u64,
+    /// Outcomes in the breaker's window now.
+    pub window_calls: u64,
+    /// Failures among them.
+    pub window_failures: u64,
+    /// Grants that the rate limit postponed (each one scheduled a wake-up).
+    pub limiter_waits: u64,
+    /// Attempts granted (first attempts and retries).
+    pub attempts: u64,
+    /// Failed attempts that were scheduled to run again.
+    pub retries: u64,
+    /// Jobs moved from this resource to its fallback while its breaker was open.
+    pub fallbacks: u64,
+}
+
+impl ResilienceStats {
+    /// Failure share of the breaker's window (0 when it is empty).
+    pub fn error_rate(&self) -> f64 {
+        if self.window_calls == 0 {
+            0.0
+        } else {
+            self.window_failures as f64 / self.window_calls as f64
+        }
+    }
+}
+
+/// What the guard says about granting a slot now.
+#[derive(Debug)]
+pub(crate) enum Gate {
+    /// Grant, holding this breaker permit (if there is a breaker).
+    Pass(Option<Permit>),
+    /// The breaker is open until then: route to the fallback, or wait.
+    Open(Duration),
+    /// Not now: ask again at this instant (`None`: when an outcome arrives).
+    Wait(Option<Duration>),
+    /// Still waiting for a limiter instant already scheduled.
+    Limited,
+}
+
+/// The policies of one resource.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    name: ResourceId,
+    limiter: Option<RateLimit>,
+    breaker: Option<Breaker>,
+    retry: Option<RetryConfig>,
+    jitter: JitterConfig,
+    rng: Jitter,
+    stagger: Option<StaggerConfig>,
+    /// Index of the fallback resource, resolved once every resource exists.
+    pub(crate) fallback: Option<u32>,
+    /// The rate limit refused until then; not asked again before.
+    limited_until: Option<Duration>,
+    pub(crate) stats: ResilienceStats,
+}
+
+const NO_JITTER: JitterConfig = JitterConfig {
+    min: 1.0,
+    max: 1.0,
+    seed: None,
+};
+
+impl Guard {
+    /// A guard for a resource that configures any policy, else `None`.
+    pub(crate) fn new(name: &ResourceId, cfg: Option<&ResourceConfig>) -> Option<Box<Guard>> {
+        let cfg = cfg?;
+        let any = cfg.rate_limit.is_some()
+            || cfg.breaker.is_some()
+            || cfg.retry.is_some()
+            || cfg.fallback.is_some()
+            || cfg.stagger.is_some();
+        if !any {
+            return None;
+        }
+        let jitter = cfg.jitter.unwrap_or(NO_JITTER);
+        let rng = match jitter.seed {
+            Some(seed) => Jitter::seeded(seed),
+            None => Jitter::for_name(name.as_str(), 0),
+        };
+        let breaker = cfg.breaker.map(Breaker::new);
+        Some(Box::new(Guard {
+            name: name.clone(),
+            limiter: cfg.rate_limit.as_ref().map(RateLimit::new),
+            stats: ResilienceStats {
+                breaker: breaker.as_ref().map(Breaker::state),
+                ..ResilienceStats::default()
+            },
+            breaker,
+            retry: cfg.retry,
+            jitter,
+            rng,
+            stagger: cfg.stagger,
+            fallback: None,
+            limited_until: None,
+        }))
+    }
+
+    /// The delay before a new job's first attempt.
+    pub(crate) fn stagger(&mut self) -> Duration {
+        match self.stagger {
+            Some(s) => self.rng.between(s.min, s.max),
+            None => Duration::ZERO,
+        }
+    }
+
+    fn log(&mut self, t: Option<Transition>) {
+        let Some(t) = t else { return };
+        self.stats.transitions += 1;
+        self.stats.breaker = Some(t.to);
+        if t.to == BreakerState::Open {
+            self.stats.opened += 1;
+            tracing::warn!(resource = %self.name, from = %t.from, to = %t.to, calls = t.calls, failures = t.failures, "breaker transition");
+        } else {
+            tracing::info!(resource = %self.name, from = %t.from, to = %t.to, calls = t.calls, failures = t.failures, "breaker transition");
+        }
+    }
+
+    /// Brings the breaker's timed transitions up to `now`; true if it is open.
+    pub(crate) fn is_open(&mut self, now: Duration) -> bool {
+        let Some(b) = &mut self.breaker else { return false };
+        let t = b.tick(now);
+        let open = b.state() == BreakerState::Open;
+        self.log(t);
+        open
+    }
+
+    /// May a job with a free slot be granted at `now`? A pass takes a rate-limit token
+    /// and a breaker permit, so ask only when a live job and a free slot are at hand.
+    pub(crate) fn gate(&mut self, now: Duration, has_slot: bool) -> Gate {
+        if let Some(b) = &mut self.breaker {
+            let t = b.tick(now);
+            let check = b.check();
+            let open = b.state() == BreakerState::Open;
+            self.log(t);
+            match check {
+                Err(Some(until)) if open => return Gate::Open(until),
+                Err(at) => return Gate::Wait(at),
+                Ok(()) => {}
+            }
+        }
+        if !has_slot {
+            return Gate::Wait(None);
+        }
+        if let Some(until) = self.limited_until {
+            if now < until {
+                return Gate::Limited;
+            }
+            self.limited_until = None;
+        }
+        if let Some(l) = &mut self.limiter {
+            if let Err(at) = l.check(now) {
+                // Jitter spreads the wake-ups; never earlier than the limiter's instant.
+                let wait = at.saturating_sub(now);
+                let wake = (now + self.rng.scale(wait, self.jitter.min, self.jitter.max)).max(at);
+                self.stats.limiter_waits += 1;
+                self.limited_until = Some(wake);
+                return Gate::Wait(Some(wake));
+            }
+        }
+        let permit = self
+            .breaker
+            .as_mut()
+            .map(|b| b.admit(now).expect("checked above, and nothing changed since"));
+        self.stats.attempts += 1;
+        Gate::Pass(permit)
+    }
+
+    /// Records a granted attempt's outcome in the breaker.
+    pub(crate) fn on_outcome(&mut self, permit: Option<Permit>, outcome: OutcomeKind, now: Duration) {
+        let (Some(b), Some(permit)) = (&mut self.breaker, permit) else {
+            return;
+        };
+        let t = match outcome {
+            OutcomeKind::Completed => b.record(permit, true, now),
+            OutcomeKind::Failed | OutcomeKind::TimedOut => b.record(permit, false, now),
+            OutcomeKind::Skipped | OutcomeKind::Cancelled => {
+                b.forget(permit);
+                None
+            }
+        };
+        self.log(t);
+    }
+
+    /// A granted attempt gave its slot up without an outcome (a parked parent).
+    pub(crate) fn forget(&mut self, permit: Option<Permit>) {
+        if let (Some(b), Some(p)) = (&mut self.breaker, permit) {
+            b.forget(p);
+        }
+    }
+
+    /// The backoff before another attempt, after `attempts`, if the retry policy allows one.
+    pub(crate) fn retry_delay(&mut self, attempts: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        let cfg = self.retry?;
+        if attempts >= cfg.max_attempts {
+            return None;
+        }
+        Some(crate::retry::backoff(
+            &cfg,
+            attempts,
+            retry_after,
+            &self.jitter,
+            &mut self.rng,
+        ))
+    }
+
+    /// The counters at `now`.
+    pub(crate) fn snapshot(&self, now: Duration) -> ResilienceStats {
+        let (window_calls, window_failures) = self.breaker.as_ref().map_or((0, 0), |b| b.window(now));
+        ResilienceStats {
+            window_calls,
+            window_failures,
+            ..self.stats
+        }
+    }
+}

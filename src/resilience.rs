@@ -1,0 +1,352 @@
+//! Per-resource resilience settings: rate limit, circuit breaker, retries, fallback,
+//! jitter, start stagger and call budget, as written under `[resources.NAME]`.
+//!
+//! ```toml
+//! [resources.primary]
+//! max_concurrent = 2
+//! fallback = "secondary"                       # used while primary's breaker is open
+//! rate_limit = { requests = 60, per = "60s", safety_factor = 0.9 }
+//! breaker = { error_rate = 0.05, window = "120s", min_calls = 20, cooldown = "60s" }
+//! retry = { max_attempts = 3, base = "1s", cap = "60s" }
+//! jitter = { min = 0.9, max = 1.6 }            # on limiter waits and Retry-After
+//! stagger = { min = "100ms", max = "500ms" }   # before a job's first attempt
+//! call_budget = { calls = 5, include_children = true }
+//! ```
+//!
+//! Every section is optional; a resource without any of them is scheduled exactly as
+//! before (slots only). Validation names the dotted field and what is allowed.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, ResourceConfig};
+
+/// `rate_limit`: at most `requests x safety_factor` calls per `per`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// The provider's limit: requests per `per` (1 ..= 1,000,000,000).
+    pub requests: u32,
+    /// The interval the limit is counted over (1 ms ..= 1 day; default 1 s).
+    #[serde(with = "humantime_serde")]
+    pub per: Duration,
+    /// The share of the provider's limit weir uses (0 < f <= 1; default 1).
+    pub safety_factor: f64,
+    /// Calls that may start back to back before pacing sets in (1 ..= requests; default
+    /// 1, which keeps every window of length `per` within the limit).
+    pub burst: u32,
+}
+
+// Validation refuses NaN, so equality is total.
+impl Eq for RateLimitConfig {}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            requests: 1,
+            per: Duration::from_secs(1),
+            safety_factor: 1.0,
+            burst: 1,
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// Calls admitted per `per`: `floor(requests x safety_factor)`, at least 1.
+    pub fn effective_requests(&self) -> u32 {
+        ((f64::from(self.requests) * self.safety_factor).floor() as u32).max(1)
+    }
+
+    /// Time between calls once the burst is spent.
+    pub fn interval(&self) -> Duration {
+        (self.per / self.effective_requests()).max(Duration::from_nanos(1))
+    }
+}
+
+/// `breaker`: when to stop calling a failing resource, and how to try it again.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Failure share of the window at which it opens (0 < r <= 1; default 0.05).
+    pub error_rate: f64,
+    /// Sliding window the rate is measured over (1 s ..= 1 day; default 120 s).
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Outcomes the window must hold before it may open (1 ..= 1,000,000; default 20).
+    pub min_calls: u32,
+    /// How long it stays open before probing (1 ms ..= 1 day; default 60 s).
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Probe calls admitted half-open; that many successes close it (1 ..= 1,000; default 1).
+    pub half_open_probes: u32,
+    /// Probes not resolved this long after the first one reopen it (1 ms ..= 1 day;
+    /// default 30 s).
+    #[serde(with = "humantime_serde")]
+    pub half_open_timeout: Duration,
+}
+
+// Validation refuses NaN, so equality is total.
+impl Eq for BreakerConfig {}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            error_rate: 0.05,
+            window: Duration::from_secs(120),
+            min_calls: 20,
+            cooldown: Duration::from_secs(60),
+            half_open_probes: 1,
+            half_open_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `retry`: how often and how late a failed job runs again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included (1 ..= 100; default 3).
+    pub max_attempts: u32,
+    /// Backoff ceiling after the first attempt, doubled per attempt (1 ms ..= 1 h; default 1 s).
+    #[serde(with = "humantime_serde")]
+    pub base: Duration,
+    /// Largest backoff ceiling (at least `base`, at most 1 day; default 60 s).
+    #[serde(with = "humantime_serde")]
+    pub cap: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `jitter`: the factor range applied to limiter waits and Retry-After waits, and the
+/// seed of the resource's random draws.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JitterConfig {
+    /// Smallest factor (0 ..= 100; default 0.9). A wait is never shortened below the
+    /// instant the limiter or the server named: factors under 1 are clamped there.
+    pub min: f64,
+    /// Largest factor (min ..= 100; default 1.6).
+    pub max: f64,
+    /// Seed of the draws; by default derived from the resource's name.
+    pub seed: Option<u64>,
+}
+
+// Validation refuses NaN, so equality is total.
+impl Eq for JitterConfig {}
+
+impl Default for JitterConfig {
+    fn default() -> Self {
+        Self {
+            min: 0.9,
+            max: 1.6,
+            seed: None,
+        }
+    }
+}
+
+/// `stagger`: a random delay before a job's first attempt, so a batch does not call at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StaggerConfig {
+    /// Shortest delay (0 ..= 1 h).
+    #[serde(with = "humantime_serde")]
+    pub min: Duration,
+    /// Longest delay (min ..= 1 h).
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+}
+
+/// `call_budget`: downstream calls a job may make (counted by `JobContext::call`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallBudgetConfig {
+    /// Calls allowed over all of a job's attempts (1 ..= 1,000,000; default 5).
+    pub calls: u32,
+    /// Children spawned by the job draw from the same budget (default false).
+    pub include_children: bool,
+}
+
+impl Default for CallBudgetConfig {
+    fn default() -> Self {
+        Self {
+            calls: 5,
+            include_children: false,
+        }
+    }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+const HOUR: Duration = Duration::from_secs(3600);
+const MS: Duration = Duration::from_millis(1);
+
+fn invalid(field: String, allowed: &str, got: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        allowed: allowed.to_string(),
+        got: got.to_string(),
+    }
+}
+
+fn duration(field: String, v: Duration, min: Duration, max: Duration) -> Result<(), ConfigError> {
+    if v < min || v > max {
+        let allowed = format!(
+            "between {} and {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        );
+        return Err(invalid(field, &allowed, humantime::format_duration(v)));
+    }
+    Ok(())
+}
+
+fn int(field: String, v: u32, min: u32, max: u32) -> Result<(), ConfigError> {
+    if v < min || v > max {
+        return Err(invalid(field, &format!("between {min} and {max}"), v));
+    }
+    Ok(())
+}
+
+/// Checks the resilience fields of resource `name`; `exists` says whether another
+/// resource is configured (for `fallback`).
+pub(crate) fn validate(
+    name: &str,
+    r: &ResourceConfig,
+    exists: impl Fn(&str) -> bool,
+) -> Result<(), ConfigError> {
+    let f = |k: &str| format!("resources.{name}.{k}");
+    if let Some(l) = &r.rate_limit {
+        int(f("rate_limit.requests"), l.requests, 1, 1_000_000_000)?;
+        duration(f("rate_limit.per"), l.per, MS, DAY)?;
+        if !(l.safety_factor > 0.0 && l.safety_factor <= 1.0) {
+            return Err(invalid(
+                f("rate_limit.safety_factor"),
+                "greater than 0 and at most 1",
+                l.safety_factor,
+            ));
+        }
+        int(f("rate_limit.burst"), l.burst, 1, l.effective_requests())?;
+    }
+    if let Some(b) = &r.breaker {
+        if !(b.error_rate > 0.0 && b.error_rate <= 1.0) {
+            return Err(invalid(
+                f("breaker.error_rate"),
+                "greater than 0 and at most 1",
+                b.error_rate,
+            ));
+        }
+        duration(f("breaker.window"), b.window, Duration::from_secs(1), DAY)?;
+        int(f("breaker.min_calls"), b.min_calls, 1, 1_000_000)?;
+        duration(f("breaker.cooldown"), b.cooldown, MS, DAY)?;
+        int(f("breaker.half_open_probes"), b.half_open_probes, 1, 1000)?;
+        duration(f("breaker.half_open_timeout"), b.half_open_timeout, MS, DAY)?;
+    }
+    if let Some(t) = &r.retry {
+        int(f("retry.max_attempts"), t.max_attempts, 1, 100)?;
+        duration(f("retry.base"), t.base, MS, HOUR)?;
+        duration(f("retry.cap"), t.cap, t.base, DAY)?;
+    }
+    if let Some(j) = &r.jitter {
+        if !(0.0..=100.0).contains(&j.min) {
+            return Err(invalid(f("jitter.min"), "between 0 and 100", j.min));
+        }
+        if !(j.min..=100.0).contains(&j.max) {
+            let allowed = format!("between jitter.min ({}) and 100", j.min);
+            return Err(invalid(f("jitter.max"), &allowed, j.max));
+        }
+    }
+    if let Some(s) = &r.stagger {
+        duration(f("stagger.min"), s.min, Duration::ZERO, HOUR)?;
+        duration(f("stagger.max"), s.max, s.min, HOUR)?;
+    }
+    if let Some(b) = &r.call_budget {
+        int(f("call_budget.calls"), b.calls, 1, 1_000_000)?;
+    }
+    if let Some(fb) = &r.fallback {
+        if fb == name || !exists(fb) {
+            return Err(invalid(
+                f("fallback"),
+                "the name of another resource configured under [resources]",
+                format!("{fb:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    fn err(text: &str) -> String {
+        Config::from_toml_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_full_section_parses() {
+        let cfg = Config::from_toml_str(
+            r#"
+            [resources.primary]
+            max_concurrent = 2
+            fallback = "secondary"
+            rate_limit = { requests = 60, per = "60s", safety_factor = 0.9 }
+            breaker = { error_rate = 0.05, window = "120s", min_calls = 20, cooldown = "60s", half_open_probes = 2 }
+            retry = { max_attempts = 4, base = "1s", cap = "60s" }
+            jitter = { min = 0.9, max = 1.6, seed = 7 }
+            stagger = { min = "100ms", max = "500ms" }
+            call_budget = { calls = 5, include_children = true }
+            [resources.secondary]
+            max_concurrent = 1
+            "#,
+        )
+        .unwrap();
+        let p = &cfg.resources["primary"];
+        assert_eq!(p.rate_limit.as_ref().unwrap().effective_requests(), 54);
+        assert_eq!(p.breaker.unwrap().half_open_probes, 2);
+        assert_eq!(p.retry.unwrap().max_attempts, 4);
+        assert_eq!(p.call_budget.unwrap().calls, 5);
+        assert_eq!(p.fallback.as_deref(), Some("secondary"));
+    }
+
+    #[test]
+    fn errors_name_the_field_and_what_is_allowed() {
+        let e = err("[resources.p]\nrate_limit = { requests = 10, safety_factor = 1.5 }\n");
+        assert_eq!(
+            e,
+            "resources.p.rate_limit.safety_factor must be greater than 0 and at most 1, got 1.5"
+        );
+        let e = err("[resources.p]\nbreaker = { error_rate = 0.0 }\n");
+        assert!(e.starts_with("resources.p.breaker.error_rate must be"), "{e}");
+        let e = err("[resources.p]\nretry = { max_attempts = 0 }\n");
+        assert_eq!(
+            e,
+            "resources.p.retry.max_attempts must be between 1 and 100, got 0"
+        );
+        let e = err("[resources.p]\nretry = { base = \"2s\", cap = \"1s\" }\n");
+        assert!(e.starts_with("resources.p.retry.cap must be between 2s"), "{e}");
+        let e = err("[resources.p]\nfallback = \"nowhere\"\n");
+        assert!(
+            e.starts_with("resources.p.fallback must be the name of another resource"),
+            "{e}"
+        );
+        let e = err("[resources.p]\nfallback = \"p\"\n");
+        assert!(e.starts_with("resources.p.fallback"), "{e}");
+        let e = err("[resources.p]\njitter = { min = 2.0, max = 1.0 }\n");
+        assert!(e.starts_with("resources.p.jitter.max must be between"), "{e}");
+        let e = err("[resources.p]\nbreaker = { min_call = 3 }\n");
+        assert!(e.contains("min_call"), "{e}");
+        let e = err("[resources.p]\nrate_limit = { requests = 10, burst = 11 }\n");
+        assert!(
+            e.starts_with("resources.p.rate_limit.burst must be between 1 and 10"),
+            "{e}"
+        );
+    }
+}
