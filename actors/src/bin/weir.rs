@@ -26,7 +26,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Simulate(args) => weir_actors::simulate::run(args),
+        Command::Simulate(args) => weir_actors::simulate::run(args).map_err(|e| e.to_string()),
         Command::Bench(args) => weir_actors::bench::run(args),
     };
     match result {
