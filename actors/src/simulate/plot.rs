@@ -112,8 +112,24 @@ pub fn write_svg(
         .x_desc("scenario time (s)")
         .y_desc("queries in flight at the store")
         .light_line_style(WHITE.mix(0.0))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .draw()
         .map_err(|e| err(&e))?;
+    // The levels first, so the policies' lines are drawn over them.
+    for (i, l) in levels.iter().enumerate() {
+        let color = if i == 0 {
+            RGBColor(60, 60, 60)
+        } else {
+            RGBColor(150, 150, 150)
+        };
+        let y = f64::from(l.value);
+        chart
+            .draw_series(LineSeries::new([(0.0, y), (end, y)], color.stroke_width(1)))
+            .map_err(|e| err(&e))?
+            .label(format!("{} = {}", l.name, l.value))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(1)));
+    }
     for (i, (s, line)) in series.iter().zip(lines).enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart
@@ -121,15 +137,6 @@ pub fn write_svg(
             .map_err(|e| err(&e))?
             .label(s.name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    for (i, l) in levels.iter().enumerate() {
-        let color = if i == 0 { BLACK } else { RGBColor(120, 120, 120) };
-        let y = f64::from(l.value);
-        chart
-            .draw_series(LineSeries::new([(0.0, y), (end, y)], color.stroke_width(1)))
-            .map_err(|e| err(&e))?
-            .label(format!("{} = {}", l.name, l.value))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(1)));
     }
     chart
         .configure_series_labels()
