@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use weir::{JobError, JobKey, JobSpec, LeaseError, Outcome, ResourceId, TenantId};
 
+use crate::budget::CallBudget;
 use crate::runtime::{Runtime, SubmitError};
 use crate::stop::{Stop, StopReason};
 use crate::{Job, JobHandle};
@@ -29,6 +30,7 @@ pub struct JobContext {
     resource: ResourceId,
     stop: Arc<Stop>,
     runtime: Runtime,
+    budget: Option<Arc<CallBudget>>,
 }
 
 /// Children submitted by a running job; wait for them with [`JobContext::join`].
@@ -69,7 +71,38 @@ impl JobContext {
             resource,
             stop,
             runtime,
+            budget: None,
         }
+    }
+
+    pub(crate) fn with_budget(mut self, budget: Option<Arc<CallBudget>>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    pub(crate) fn budget(&self) -> Option<&Arc<CallBudget>> {
+        self.budget.as_ref()
+    }
+
+    pub(crate) fn stop(&self) -> &Arc<Stop> {
+        &self.stop
+    }
+
+    /// Counts one downstream call against the job's call budget (its resource's
+    /// `call_budget`, shared by all its attempts and, with `include_children`, by its
+    /// children). Over budget it refuses with [`JobError::BudgetExhausted`]; return that
+    /// error (`ctx.call()?`) and the job ends `Failed(BudgetExhausted)`, not retried.
+    /// Without a budget it always allows. Call it before each downstream request.
+    pub fn call(&self) -> Result<(), JobError> {
+        match &self.budget {
+            Some(budget) => budget.charge().map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Calls counted so far against the job's budget and the budget, if it has one.
+    pub fn calls(&self) -> Option<(u32, u32)> {
+        self.budget.as_ref().map(|b| (b.used(), b.limit()))
     }
 
     /// The job's key in the scheduler.
@@ -119,6 +152,14 @@ impl JobContext {
             .into_iter()
             .map(|(spec, body)| Job::new(spec, body))
             .unzip();
+        let shared = self.budget.as_ref().filter(|b| b.include_children());
+        let jobs = jobs
+            .into_iter()
+            .map(|mut job| {
+                job.budget = shared.cloned();
+                job
+            })
+            .collect();
         let handles = self.runtime.submit_jobs(jobs, handles, true)?;
         Ok(Children { handles })
     }

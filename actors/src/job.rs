@@ -12,7 +12,9 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 use weir::{JobError, JobKey, JobSpec, Outcome, OutcomeKind};
 
+use crate::budget::CallBudget;
 use crate::context::JobContext;
+use crate::retrying::{Rearm, Retrying};
 use crate::stop::{Stop, Stoppable};
 use crate::supervisor::{Done, Supervisor};
 
@@ -23,7 +25,7 @@ pub(crate) enum OutcomeTx<T> {
 }
 
 impl<T> OutcomeTx<T> {
-    fn send(self, outcome: Outcome<T>) {
+    pub(crate) fn send(self, outcome: Outcome<T>) {
         // The receiver may be gone (the caller dropped its handle): the outcome is still
         // counted in stats; nobody is left to tell.
         match self {
@@ -49,6 +51,7 @@ pub(crate) struct SlotReturn {
     key: JobKey,
     supervisor: Addr<Supervisor>,
     kind: OutcomeKind,
+    rearm: Option<Rearm>,
 }
 
 impl SlotReturn {
@@ -57,11 +60,18 @@ impl SlotReturn {
             key,
             supervisor,
             kind: OutcomeKind::Failed,
+            rearm: None,
         }
     }
 
+    /// Returns the slot with a failed attempt that may run again (a retrying job).
+    pub(crate) fn rearm(mut self, rearm: Rearm) {
+        self.kind = OutcomeKind::Failed;
+        self.rearm = Some(rearm);
+    }
+
     /// Returns the slot with the job's outcome.
-    fn finish(mut self, kind: OutcomeKind) {
+    pub(crate) fn finish(mut self, kind: OutcomeKind) {
         self.kind = kind;
     }
 }
@@ -71,6 +81,7 @@ impl Drop for SlotReturn {
         self.supervisor.do_send(Done {
             key: self.key,
             kind: self.kind,
+            rearm: self.rearm.take(),
         });
     }
 }
@@ -101,6 +112,66 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// The tracing span of one job's run.
+pub(crate) fn job_span(ctx: &JobContext) -> tracing::Span {
+    tracing::info_span!(
+        "job",
+        job = ctx.key().id().0,
+        tenant = %ctx.tenant(),
+        resource = %ctx.resource()
+    )
+}
+
+/// Runs one attempt of a job body under its stop signal and returns its outcome.
+///
+/// `fut` should call the body inside itself (`async move { body(ctx).await }`), so a
+/// panic in the body's synchronous part is caught too. The future sits in an `Option`
+/// so it can be dropped in place, under `catch_unwind`, before the outcome is returned;
+/// if the body left a blocking section running, this waits for it, since it may still
+/// be calling the downstream and the slot must stay held until it returns.
+pub(crate) async fn run_attempt<T, Fut>(fut: Fut, stop: &Stop) -> (Outcome<T>, OutcomeKind)
+where
+    Fut: Future<Output = Result<T, JobError>>,
+{
+    let mut guarded = std::pin::pin!(Some(AssertUnwindSafe(fut).catch_unwind()));
+    let result = Stoppable {
+        fut: guarded.as_mut().as_pin_mut().expect("set above"),
+        stop,
+    }
+    .await;
+    if std::panic::catch_unwind(AssertUnwindSafe(|| guarded.set(None))).is_err() {
+        tracing::warn!("job panicked while its stopped body was dropped");
+    }
+    let (outcome, kind) = match result {
+        Ok(Ok(Ok(value))) => (Outcome::Completed(value), OutcomeKind::Completed),
+        Ok(Ok(Err(error))) => (Outcome::Failed(error), OutcomeKind::Failed),
+        Ok(Err(panic)) => {
+            let message = panic_message(&*panic);
+            tracing::warn!(panic = %message, "job panicked");
+            (Outcome::Failed(JobError::Panicked(message)), OutcomeKind::Failed)
+        }
+        Err(reason) => {
+            let kind = reason.outcome();
+            let outcome = match kind {
+                OutcomeKind::TimedOut => Outcome::TimedOut,
+                _ => Outcome::Cancelled,
+            };
+            (outcome, kind)
+        }
+    };
+    let sections = stop.blocking_sections();
+    if sections > 0 {
+        tracing::warn!(
+            sections,
+            outcome = ?kind,
+            "job ended but a blocking section cannot be stopped; its slot is held until it returns"
+        );
+        stop.blocking_returned().await;
+        tracing::info!("blocking section returned; slot released");
+    }
+    (outcome, kind)
+}
+
 impl<F, Fut, T> ErasedBody for Typed<F, T>
 where
     F: FnOnce(JobContext) -> Fut + Send + 'static,
@@ -109,57 +180,10 @@ where
 {
     fn spawn(self: Box<Self>, ctx: JobContext, stop: Arc<Stop>, slot: SlotReturn) {
         let Typed { body, tx } = *self;
-        let key = ctx.key();
-        let span = tracing::info_span!(
-            "job",
-            job = key.id().0,
-            tenant = %ctx.tenant(),
-            resource = %ctx.resource()
-        );
+        let span = job_span(&ctx);
         actix_rt::spawn(
             async move {
-                // Calling the closure inside the guarded future catches a panic in its
-                // synchronous part too. The future sits in an `Option` so it can be
-                // dropped in place, under `catch_unwind`, before the slot is reported.
-                let mut guarded =
-                    std::pin::pin!(Some(AssertUnwindSafe(async move { body(ctx).await }).catch_unwind()));
-                let result = Stoppable {
-                    fut: guarded.as_mut().as_pin_mut().expect("set above"),
-                    stop: &stop,
-                }
-                .await;
-                if std::panic::catch_unwind(AssertUnwindSafe(|| guarded.set(None))).is_err() {
-                    tracing::warn!("job panicked while its stopped body was dropped");
-                }
-                let (outcome, kind) = match result {
-                    Ok(Ok(Ok(value))) => (Outcome::Completed(value), OutcomeKind::Completed),
-                    Ok(Ok(Err(error))) => (Outcome::Failed(error), OutcomeKind::Failed),
-                    Ok(Err(panic)) => {
-                        let message = panic_message(&*panic);
-                        tracing::warn!(panic = %message, "job panicked");
-                        (Outcome::Failed(JobError::Panicked(message)), OutcomeKind::Failed)
-                    }
-                    Err(reason) => {
-                        let kind = reason.outcome();
-                        let outcome = match kind {
-                            OutcomeKind::TimedOut => Outcome::TimedOut,
-                            _ => Outcome::Cancelled,
-                        };
-                        (outcome, kind)
-                    }
-                };
-                // A blocking section the body started still runs on its thread, and may
-                // still be calling the downstream: the slot stays held until it returns.
-                let sections = stop.blocking_sections();
-                if sections > 0 {
-                    tracing::warn!(
-                        sections,
-                        outcome = ?kind,
-                        "job ended but a blocking section cannot be stopped; its slot is held until it returns"
-                    );
-                    stop.blocking_returned().await;
-                    tracing::info!("blocking section returned; slot released");
-                }
+                let (outcome, kind) = run_attempt(async move { body(ctx).await }, &stop).await;
                 // The slot's report goes first: once a caller sees the outcome, a stats
                 // request it sends next finds the slot back (the mailbox is FIFO).
                 slot.finish(kind);
@@ -190,6 +214,8 @@ pub struct Job {
     pub(crate) spec: JobSpec,
     pub(crate) body: Box<dyn ErasedBody>,
     pub(crate) stop: Arc<Stop>,
+    /// A call budget inherited from the parent (`include_children`); else the resource's.
+    pub(crate) budget: Option<Arc<CallBudget>>,
 }
 
 impl std::fmt::Debug for Job {
@@ -217,6 +243,7 @@ impl Job {
                 tx: OutcomeTx::Async(tx),
             }),
             stop: stop.clone(),
+            budget: None,
         };
         (job, crate::JobHandle::new(rx, stop))
     }
@@ -238,8 +265,44 @@ impl Job {
                 tx: OutcomeTx::Blocking(tx),
             }),
             stop: stop.clone(),
+            budget: None,
         };
         (job, crate::BlockingTicket::new(rx, stop))
+    }
+
+    /// A job whose body can run again: when an attempt fails with [`JobError::Job`] and
+    /// its resource's `retry` policy has an attempt left (and its breaker is not open),
+    /// the job sleeps its backoff without holding a slot (at least the error's
+    /// Retry-After) and the body is called again with a fresh context. The handle
+    /// resolves once, with the final attempt's outcome.
+    ///
+    /// ```
+    /// use weir::{JobError, JobSpec};
+    /// use weir_actors::Job;
+    /// let (job, handle) = Job::retrying(JobSpec::new("acme", "api"), |ctx| async move {
+    ///     ctx.call()?; // counts against the resource's call budget, if it has one
+    ///     Ok::<_, JobError>(7)
+    /// });
+    /// # drop((job, handle));
+    /// ```
+    pub fn retrying<F, Fut, T>(spec: JobSpec, body: F) -> (Job, crate::JobHandle<T>)
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, JobError>> + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let stop = Arc::new(Stop::default());
+        let job = Job {
+            spec,
+            body: Box::new(Retrying {
+                body,
+                tx: OutcomeTx::Async(tx),
+            }),
+            stop: stop.clone(),
+            budget: None,
+        };
+        (job, crate::JobHandle::new(rx, stop))
     }
 
     /// The job's spec.

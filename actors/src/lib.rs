@@ -34,12 +34,14 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod bench;
+mod budget;
 mod coalescer;
 mod context;
 mod failpoints;
 mod handle;
 mod job;
 mod profile;
+mod retrying;
 mod runtime;
 mod settings;
 pub mod simulate;

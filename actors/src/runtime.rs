@@ -170,6 +170,11 @@ impl Runtime {
         Ok(())
     }
 
+    /// The supervisor reports a job that waits again (a retry sleeping its backoff).
+    pub(crate) fn entered_waiting(&self, n: u64) {
+        self.inner.waiting.fetch_add(n, Ordering::AcqRel);
+    }
+
     /// The supervisor reports jobs that left the waiting state.
     pub(crate) fn left_waiting(&self, n: u64) {
         if n > 0 {
@@ -200,6 +205,7 @@ impl Runtime {
                 spec: job.spec,
                 body: job.body,
                 stop: job.stop,
+                budget: job.budget,
             })
             .collect();
         self.inner.supervisor.do_send(Submit { items, fanout });
@@ -231,6 +237,12 @@ impl Runtime {
             .submit_jobs(vec![job], vec![handle], false)?
             .pop()
             .expect("one handle"))
+    }
+
+    /// Submits one prepared job (see [`Job::new`], [`Job::retrying`]); its handle was
+    /// returned when the job was made.
+    pub fn submit_job(&self, job: Job) -> Result<(), SubmitError> {
+        self.send_jobs(vec![job], false)
     }
 
     /// Submits prepared jobs (see [`Job::new`]) as one fan-out: released in batches of

@@ -16,8 +16,10 @@ use weir::{
     StatsSnapshot, TenantId, UsageSnapshot,
 };
 
+use crate::budget::CallBudget;
 use crate::context::JobContext;
 use crate::job::{ErasedBody, SlotReturn};
+use crate::retrying::Rearm;
 use crate::runtime::Runtime;
 use crate::stop::{Stop, StopReason};
 use crate::worker::{Run, WorkerPool};
@@ -42,6 +44,7 @@ pub(crate) struct Task {
     stop: Arc<Stop>,
     tenant: TenantId,
     resource: ResourceId,
+    budget: Option<Arc<CallBudget>>,
 }
 
 /// What shutdown did.
@@ -67,6 +70,8 @@ pub(crate) struct Supervisor {
     wake: Option<(Duration, SpawnHandle)>,
     schedule: BatchSchedule,
     shutdown: Option<ShutdownState>,
+    /// Some resource has a `call_budget` (else submissions skip the lookup).
+    any_budget: bool,
 }
 
 struct ShutdownState {
@@ -83,7 +88,9 @@ impl Supervisor {
         arbiters: Vec<actix_rt::Arbiter>,
     ) -> Self {
         let schedule = BatchSchedule::new(config.scheduler.org_batch_size, config.scheduler.batch_delay);
+        let any_budget = config.resources.values().any(|r| r.call_budget.is_some());
         Self {
+            any_budget,
             core: Scheduler::new(config),
             runtime,
             origin: Instant::now(),
@@ -183,7 +190,8 @@ impl Supervisor {
             resource,
             task.stop.clone(),
             self.runtime.clone(),
-        );
+        )
+        .with_budget(task.budget);
         let run = Run {
             body: task.body,
             ctx,
@@ -211,11 +219,13 @@ impl Supervisor {
             } else {
                 now
             };
+            let budget = item.budget.or_else(|| self.budget_for(&item.spec.resource));
             let task = Task {
                 body: item.body,
                 stop: item.stop.clone(),
                 tenant: item.spec.tenant.clone(),
                 resource: item.spec.resource.clone(),
+                budget,
             };
             let key = self
                 .core
@@ -231,6 +241,50 @@ impl Supervisor {
             }
         }
         self.runtime.left_waiting(refused);
+    }
+
+    /// A fresh call budget for a job of `resource`, if the resource has one.
+    fn budget_for(&self, resource: &ResourceId) -> Option<Arc<CallBudget>> {
+        if !self.any_budget {
+            return None;
+        }
+        let cfg = self.core.config().resources.get(resource.as_str())?.call_budget?;
+        Some(Arc::new(CallBudget::new(cfg)))
+    }
+
+    /// A retrying job's attempt failed: asks the core to run it again. True when it
+    /// will (it sleeps its backoff in the core, holding no slot); otherwise its handle
+    /// resolves with this failure and the caller completes it.
+    fn retry(&mut self, key: JobKey, rearm: Rearm, now: Duration) -> bool {
+        let Rearm { body, error, ctx } = rearm;
+        let retry_after = match &error {
+            weir::JobError::Job { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        let stop = ctx.stop().clone();
+        let task = Task {
+            body,
+            stop: stop.clone(),
+            tenant: ctx.tenant().clone(),
+            resource: ctx.resource().clone(),
+            budget: ctx.budget().cloned(),
+        };
+        // Not while stopping: a cancelled job or a runtime shutting down ends now.
+        let payload = if stop.reason().is_some() || self.shutdown.is_some() {
+            Payload::Fresh(task)
+        } else {
+            match self.core.retry(key, Payload::Fresh(task), retry_after, now) {
+                Ok(_) => {
+                    self.runtime.entered_waiting(1);
+                    return true;
+                }
+                Err(payload) => payload,
+            }
+        };
+        if let Payload::Fresh(task) = payload {
+            task.body.resolve(Outcome::Failed(error));
+        }
+        false
     }
 
     fn finish_shutdown_if_idle(&mut self, ctx: &mut Context<Self>) {
@@ -258,6 +312,7 @@ pub(crate) struct Submitted {
     pub(crate) spec: JobSpec,
     pub(crate) body: Box<dyn ErasedBody>,
     pub(crate) stop: Arc<Stop>,
+    pub(crate) budget: Option<Arc<CallBudget>>,
 }
 
 /// New jobs; `fanout` releases them in batches.
@@ -279,10 +334,12 @@ impl Handler<Submit> for Supervisor {
     }
 }
 
-/// A started job stopped: its slot comes back.
+/// A started job stopped: its slot comes back. A retrying job's failed attempt comes
+/// with its re-armed body (`rearm`), which may run again.
 pub(crate) struct Done {
     pub(crate) key: JobKey,
     pub(crate) kind: OutcomeKind,
+    pub(crate) rearm: Option<Rearm>,
 }
 
 impl Message for Done {
@@ -302,6 +359,7 @@ impl Handler<Done> for Supervisor {
                 Done {
                     key: msg.key,
                     kind: msg.kind,
+                    rearm: None,
                 },
                 ctx,
             );
@@ -313,11 +371,17 @@ impl Handler<Done> for Supervisor {
 impl Supervisor {
     /// A started job stopped: returns its slot (once: a second report for the same key
     /// is refused by the core and only logged).
-    fn done(&mut self, msg: Done, ctx: &mut Context<Self>) {
+    fn done(&mut self, mut msg: Done, ctx: &mut Context<Self>) {
         let now = self.now();
         if let Some(slot) = self.running.get_mut(msg.key.index()) {
             if matches!(slot, Some((k, _)) if *k == msg.key) {
                 *slot = None;
+            }
+        }
+        if let Some(rearm) = msg.rearm.take() {
+            if self.retry(msg.key, rearm, now) {
+                self.drive(ctx);
+                return;
             }
         }
         match self.core.complete(msg.key, msg.kind, now) {
