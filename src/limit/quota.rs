@@ -36,15 +36,16 @@ fn nanos(d: Duration) -> u64 {
 pub enum QuotaRefusal {
     /// Passes after `retry_after`, if nothing else is admitted in the same scope meanwhile.
     NotUntil {
-        /// The limit that refused: `quota/window` (`per_user/1m`) or `quota/cost`.
-        limit: String,
+        /// The limit that refused: `quota/window` (`per_user/1m`) or `quota/cost`
+        /// (shared, so a refusal under a flood allocates nothing).
+        limit: Arc<str>,
         /// The earliest time from now at which a retry passes.
         retry_after: Duration,
     },
     /// The job's estimated cost alone is over a budget: it can never pass.
     Never {
         /// The budget that refused (`per_user/cost`).
-        limit: String,
+        limit: Arc<str>,
         /// The job's estimate.
         estimate: u64,
         /// The budget.
@@ -55,13 +56,16 @@ pub enum QuotaRefusal {
 impl From<QuotaRefusal> for SkipReason {
     fn from(r: QuotaRefusal) -> Self {
         match r {
-            QuotaRefusal::NotUntil { limit, retry_after } => SkipReason::QuotaExceeded { limit, retry_after },
+            QuotaRefusal::NotUntil { limit, retry_after } => SkipReason::QuotaExceeded {
+                limit: limit.to_string(),
+                retry_after,
+            },
             QuotaRefusal::Never {
                 limit,
                 estimate,
                 budget,
             } => SkipReason::OverBudget {
-                limit,
+                limit: limit.to_string(),
                 estimate,
                 budget,
             },
@@ -195,7 +199,7 @@ impl Rules {
             match usage.cost.wait(b.budget, b.window, estimate, now) {
                 Some(CostWait::Never) => {
                     return Err(QuotaRefusal::Never {
-                        limit: b.label.to_string(),
+                        limit: b.label.clone(),
                         estimate,
                         budget: b.budget,
                     })
@@ -207,7 +211,7 @@ impl Rules {
         match worst {
             None => Ok(()),
             Some((wait, label)) => Err(QuotaRefusal::NotUntil {
-                limit: label.to_string(),
+                limit: label.clone(),
                 retry_after: Duration::from_nanos(wait),
             }),
         }
