@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::resilience::{
     BreakerConfig, CallBudgetConfig, JitterConfig, RateLimitConfig, RetryConfig, StaggerConfig,
 };
+use crate::backend::BackendConfig;
 
 /// The embedded default configuration (`config/default.toml`).
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -63,6 +64,8 @@ pub struct Config {
     pub intervals: crate::IntervalTable,
     /// Quotas and cost budgets, by quota name (`[quotas.per_user]`).
     pub quotas: BTreeMap<String, crate::QuotaConfig>,
+    /// Slot backend per resource name (in-process unless set; see [`BackendConfig`]).
+    pub backends: BTreeMap<String, BackendConfig>,
 }
 
 /// Scheduler defaults.
@@ -285,6 +288,9 @@ impl Config {
             crate::resilience::validate(name, r, |n| self.resources.contains_key(n))?;
         }
         crate::limit::quota_config::validate(&self.quotas)?;
+        for (name, b) in &self.backends {
+            b.validate(name)?;
+        }
         for (name, t) in &self.tenants {
             if t.weight == 0 || t.weight > 1000 {
                 return Err(ConfigError::invalid(
@@ -321,6 +327,11 @@ impl Config {
                 .and_then(|r| r.slot_wait_timeout)
                 .unwrap_or(self.scheduler.slot_wait_timeout),
         }
+    }
+
+    /// The slot backend of a resource (in-process unless configured).
+    pub fn backend(&self, resource: &str) -> BackendConfig {
+        self.backends.get(resource).cloned().unwrap_or_default()
     }
 
     /// A tenant's fair-share weight (1 unless configured).

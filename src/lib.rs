@@ -33,6 +33,7 @@
 mod breaker;
 mod coalesce;
 mod coalesce_config;
+mod backend;
 mod config;
 mod fair;
 mod fanout;
@@ -59,6 +60,7 @@ pub use coalesce::{
     Batch, BatchItem, CoalesceBuffer, CoalesceSettings, CoalesceSettingsError, FlushReason, Waiting,
 };
 pub use coalesce_config::CoalesceConfig;
+pub use backend::{BackendConfig, BackendKind, FailurePolicy};
 pub use config::{
     Config, ConfigError, ResourceConfig, ResourceSettings, RuntimeConfig, SchedulerConfig, TenantConfig,
     DEFAULT_TOML,

@@ -42,6 +42,7 @@ mod handle;
 mod job;
 mod profile;
 mod retrying;
+pub mod redis_pool;
 mod runtime;
 mod settings;
 pub mod simulate;

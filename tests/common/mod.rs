@@ -90,3 +90,4 @@ impl Drop for Leave<'_> {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
+pub mod redis_server;
