@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::BackendConfig;
 use crate::resilience::{
     BreakerConfig, CallBudgetConfig, JitterConfig, RateLimitConfig, RetryConfig, StaggerConfig,
 };
-use crate::backend::BackendConfig;
 
 /// The embedded default configuration (`config/default.toml`).
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");

@@ -252,6 +252,10 @@ pub enum JobError {
         /// The budget.
         limit: u32,
     },
+    /// The job's lease in a pool shared through Redis expired before it could be renewed
+    /// (another process may have had the slot since), so the job was stopped.
+    #[error("lease lost: the shared lease expired before renewal; the job was stopped")]
+    LeaseLost,
 }
 
 impl JobError {

@@ -30,10 +30,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+mod backend;
 mod breaker;
 mod coalesce;
 mod coalesce_config;
-mod backend;
 mod config;
 mod fair;
 mod fanout;
@@ -55,12 +55,12 @@ mod tenant_ledger;
 pub mod testing;
 mod timers;
 
+pub use backend::{BackendConfig, BackendKind, FailurePolicy};
 pub use breaker::{Breaker, BreakerState, Permit, Transition};
 pub use coalesce::{
     Batch, BatchItem, CoalesceBuffer, CoalesceSettings, CoalesceSettingsError, FlushReason, Waiting,
 };
 pub use coalesce_config::CoalesceConfig;
-pub use backend::{BackendConfig, BackendKind, FailurePolicy};
 pub use config::{
     Config, ConfigError, ResourceConfig, ResourceSettings, RuntimeConfig, SchedulerConfig, TenantConfig,
     DEFAULT_TOML,

@@ -31,6 +31,7 @@ pub struct JobContext {
     stop: Arc<Stop>,
     runtime: Runtime,
     budget: Option<Arc<CallBudget>>,
+    fencing_token: Option<u64>,
 }
 
 /// Children submitted by a running job; wait for them with [`JobContext::join`].
@@ -72,6 +73,7 @@ impl JobContext {
             stop,
             runtime,
             budget: None,
+            fencing_token: None,
         }
     }
 
@@ -103,6 +105,20 @@ impl JobContext {
     /// Calls counted so far against the job's budget and the budget, if it has one.
     pub fn calls(&self) -> Option<(u32, u32)> {
         self.budget.as_ref().map(|b| (b.used(), b.limit()))
+    }
+
+    pub(crate) fn with_fencing_token(mut self, token: Option<u64>) -> Self {
+        self.fencing_token = token;
+        self
+    }
+
+    /// The fencing token of the job's lease, for a resource whose slots are shared
+    /// through Redis (`None` otherwise, and for a job admitted without a lease under
+    /// `fail_open_local`). Tokens only grow: a downstream that remembers the largest
+    /// token it has seen and refuses smaller ones turns away a holder whose lease expired
+    /// while it was paused, which is the protection beyond the lease.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.fencing_token
     }
 
     /// The job's key in the scheduler.
@@ -174,6 +190,7 @@ impl JobContext {
         match self.stop.reason() {
             Some(StopReason::TimedOut) => return Err(LeaseError::Expired),
             Some(StopReason::Cancelled) => return Err(LeaseError::Cancelled),
+            Some(StopReason::LeaseLost) => return Err(LeaseError::Expired),
             None => {}
         }
         self.runtime.renew(self.key).await.map(|_| ())

@@ -15,7 +15,7 @@ use weir::{JobError, JobKey, JobSpec, Outcome, OutcomeKind};
 use crate::budget::CallBudget;
 use crate::context::JobContext;
 use crate::retrying::{Rearm, Retrying};
-use crate::stop::{Stop, Stoppable};
+use crate::stop::{Stop, StopReason, Stoppable};
 use crate::supervisor::{Done, Supervisor};
 
 /// Where a job's outcome goes: an async handle or a blocking one.
@@ -152,9 +152,10 @@ where
         }
         Err(reason) => {
             let kind = reason.outcome();
-            let outcome = match kind {
-                OutcomeKind::TimedOut => Outcome::TimedOut,
-                _ => Outcome::Cancelled,
+            let outcome = match reason {
+                StopReason::TimedOut => Outcome::TimedOut,
+                StopReason::Cancelled => Outcome::Cancelled,
+                StopReason::LeaseLost => Outcome::Failed(JobError::LeaseLost),
             };
             (outcome, kind)
         }

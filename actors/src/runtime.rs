@@ -320,6 +320,18 @@ impl Runtime {
             .unwrap_or_default()
     }
 
+    /// Statistics of the resources whose slots are shared through Redis, by resource
+    /// name (empty when every resource is in-process).
+    pub async fn backend_stats(
+        &self,
+    ) -> std::collections::BTreeMap<String, crate::redis_pool::BackendSnapshot> {
+        self.inner
+            .supervisor
+            .send(crate::supervisor::GetBackendStats)
+            .await
+            .unwrap_or_default()
+    }
+
     /// [`Runtime::usage`] for threads outside any async runtime.
     pub fn usage_blocking(&self, tenant: impl Into<TenantId>) -> UsageSnapshot {
         futures::executor::block_on(self.usage(tenant))

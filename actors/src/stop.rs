@@ -23,6 +23,7 @@ use weir::{JobKey, OutcomeKind};
 const RUNNING: u8 = 0;
 const TIMED_OUT: u8 = 1;
 const CANCELLED: u8 = 2;
+const LEASE_LOST: u8 = 3;
 
 /// Why a job was asked to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub(crate) enum StopReason {
     TimedOut,
     /// Its caller or shutdown cancelled it.
     Cancelled,
+    /// Its lease in a pool shared through Redis was lost (outcome `Failed(LeaseLost)`).
+    LeaseLost,
 }
 
 impl StopReason {
@@ -38,6 +41,7 @@ impl StopReason {
         match self {
             StopReason::TimedOut => OutcomeKind::TimedOut,
             StopReason::Cancelled => OutcomeKind::Cancelled,
+            StopReason::LeaseLost => OutcomeKind::Failed,
         }
     }
 }
@@ -60,6 +64,7 @@ impl Stop {
         let code = match reason {
             StopReason::TimedOut => TIMED_OUT,
             StopReason::Cancelled => CANCELLED,
+            StopReason::LeaseLost => LEASE_LOST,
         };
         let set = self
             .reason
@@ -75,6 +80,7 @@ impl Stop {
         match self.reason.load(Ordering::Acquire) {
             TIMED_OUT => Some(StopReason::TimedOut),
             CANCELLED => Some(StopReason::Cancelled),
+            LEASE_LOST => Some(StopReason::LeaseLost),
             _ => None,
         }
     }

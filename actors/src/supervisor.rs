@@ -13,12 +13,13 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use weir::{
     BatchSchedule, Cancelled, Event, JobKey, JobSpec, Outcome, OutcomeKind, ResourceId, Scheduler,
-    StatsSnapshot, TenantId, UsageSnapshot,
+    SkipReason, StatsSnapshot, TenantId, UsageSnapshot,
 };
 
 use crate::budget::CallBudget;
 use crate::context::JobContext;
 use crate::job::{ErasedBody, SlotReturn};
+use crate::redis_pool::{Answer, BackendSnapshot, SharedSlots};
 use crate::retrying::Rearm;
 use crate::runtime::Runtime;
 use crate::stop::{Stop, StopReason};
@@ -72,6 +73,8 @@ pub(crate) struct Supervisor {
     shutdown: Option<ShutdownState>,
     /// Some resource has a `call_budget` (else submissions skip the lookup).
     any_budget: bool,
+    /// Resources whose slots are shared through Redis (see `redis_pool::shared`).
+    shared: SharedSlots<Payload>,
 }
 
 struct ShutdownState {
@@ -101,6 +104,7 @@ impl Supervisor {
             wake: None,
             schedule,
             shutdown: None,
+            shared: SharedSlots::none(),
         }
     }
 
@@ -116,16 +120,34 @@ impl Supervisor {
         let mut left_waiting = 0u64;
         for event in events.drain(..) {
             match event {
-                Event::Granted { key, payload, .. } => match payload {
+                Event::Granted {
+                    key, payload, waited, ..
+                } => match payload {
+                    Payload::Fresh(task) if self.shared.is_shared(&task.resource) => {
+                        left_waiting += 1;
+                        // Holds its local slot while it waits for a global lease, for
+                        // what is left of its wait timeout.
+                        let wait = self.core.config().resource(task.resource.as_str()).wait_timeout;
+                        let resource = task.resource.clone();
+                        self.shared.want(
+                            key,
+                            resource,
+                            Payload::Fresh(task),
+                            Some(wait.saturating_sub(waited)),
+                        );
+                    }
                     Payload::Fresh(task) => {
                         left_waiting += 1;
-                        self.start(key, task);
+                        self.start(key, task, None);
                     }
-                    Payload::Resume(tx) => {
+                    Payload::Resume(tx) => match self.shared.resumed(key) {
+                        Some(resource) => self.shared.want(key, resource, Payload::Resume(tx), None),
                         // If the parent stopped meanwhile its task reports Done, which
                         // returns this slot.
-                        let _ = tx.send(());
-                    }
+                        None => {
+                            let _ = tx.send(());
+                        }
+                    },
                 },
                 Event::Skipped { payload, reason, .. } => {
                     if let Payload::Fresh(task) = payload {
@@ -134,7 +156,10 @@ impl Supervisor {
                     }
                 }
                 Event::LeaseExpired { key } => {
-                    if let Some(stop) = self.stop_of(key) {
+                    if let Some(payload) = self.shared.release(key) {
+                        // Never started: it waited for a global lease past its lease.
+                        self.end_unstarted(key, payload, Outcome::Skipped(SkipReason::NoSlot), now);
+                    } else if let Some(stop) = self.stop_of(key) {
                         stop.request(StopReason::TimedOut);
                     }
                 }
@@ -176,7 +201,55 @@ impl Supervisor {
         }
     }
 
-    fn start(&mut self, key: JobKey, task: Task) {
+    /// Ends a job that was granted a local slot but never started (it waited for a
+    /// global lease): resolves it and returns its slot.
+    fn end_unstarted(&mut self, key: JobKey, payload: Payload, outcome: Outcome<()>, now: Duration) {
+        // A parked parent's waker: dropping it tells the parent it has no slot; its task
+        // is being stopped and reports Done itself.
+        let Payload::Fresh(task) = payload else { return };
+        let kind = outcome.kind();
+        task.body.resolve(outcome);
+        if let Err(e) = self.core.complete(key, kind, now) {
+            tracing::error!(job = key.id().0, error = %e, "unstarted job unknown to the core");
+        }
+    }
+
+    /// Carries out the answers of the Redis brokers.
+    fn on_backend(&mut self, answers: Vec<Answer>, ctx: &mut Context<Self>) {
+        let now = self.now();
+        for answer in answers {
+            match answer {
+                Answer::Leased { key, token } => self.leased(key, Some(token)),
+                Answer::Admitted(key) => self.leased(key, None),
+                Answer::Skip(key) => {
+                    if let Some(payload) = self.shared.skipped(key) {
+                        self.end_unstarted(key, payload, Outcome::Skipped(SkipReason::NoSlot), now);
+                    }
+                }
+                Answer::Lost(key) => {
+                    if self.shared.lost(key) {
+                        if let Some(stop) = self.stop_of(key) {
+                            stop.request(StopReason::LeaseLost);
+                        }
+                    }
+                }
+            }
+        }
+        self.drive(ctx);
+        self.finish_shutdown_if_idle(ctx);
+    }
+
+    fn leased(&mut self, key: JobKey, token: Option<u64>) {
+        match self.shared.granted(key) {
+            Some(Payload::Fresh(task)) => self.start(key, task, token),
+            Some(Payload::Resume(tx)) => {
+                let _ = tx.send(());
+            }
+            None => {}
+        }
+    }
+
+    fn start(&mut self, key: JobKey, task: Task, fencing_token: Option<u64>) {
         let i = key.index();
         if self.running.len() <= i {
             self.running.resize_with(i + 1, || None);
@@ -191,7 +264,8 @@ impl Supervisor {
             task.stop.clone(),
             self.runtime.clone(),
         )
-        .with_budget(task.budget);
+        .with_budget(task.budget)
+        .with_fencing_token(fencing_token);
         let run = Run {
             body: task.body,
             ctx,
@@ -306,6 +380,43 @@ impl Supervisor {
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let me = ctx.address();
+        self.shared = SharedSlots::start(self.core.config(), move |answers| {
+            me.do_send(BackendAnswers(answers));
+        });
+    }
+}
+
+/// Answers of the Redis brokers (leases granted, skipped, lost).
+pub(crate) struct BackendAnswers(pub(crate) Vec<Answer>);
+
+impl Message for BackendAnswers {
+    type Result = ();
+}
+
+impl Handler<BackendAnswers> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: BackendAnswers, ctx: &mut Context<Self>) {
+        self.on_backend(msg.0, ctx);
+    }
+}
+
+/// Asks for the slot backends' statistics.
+pub(crate) struct GetBackendStats;
+
+impl Message for GetBackendStats {
+    type Result = std::collections::BTreeMap<String, BackendSnapshot>;
+}
+
+impl Handler<GetBackendStats> for Supervisor {
+    type Result = actix::MessageResult<GetBackendStats>;
+
+    fn handle(&mut self, _: GetBackendStats, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.shared.snapshot())
+    }
 }
 
 pub(crate) struct Submitted {
@@ -373,6 +484,9 @@ impl Supervisor {
     /// is refused by the core and only logged).
     fn done(&mut self, mut msg: Done, ctx: &mut Context<Self>) {
         let now = self.now();
+        // Its global lease goes back (a parent that ended while waiting for one drops
+        // its waker here).
+        drop(self.shared.release(msg.key));
         if let Some(slot) = self.running.get_mut(msg.key.index()) {
             if matches!(slot, Some((k, _)) if *k == msg.key) {
                 *slot = None;
@@ -415,9 +529,10 @@ impl Handler<Park> for Supervisor {
 
     fn handle(&mut self, msg: Park, ctx: &mut Context<Self>) {
         let now = self.now();
-        if let Err(e) = self.core.park(msg.0, now) {
+        match self.core.park(msg.0, now) {
+            Ok(()) => self.shared.park(msg.0),
             // Its lease expired meanwhile: it is being stopped and will report Done.
-            tracing::debug!(job = msg.0.id().0, error = %e, "park refused");
+            Err(e) => tracing::debug!(job = msg.0.id().0, error = %e, "park refused"),
         }
         self.drive(ctx);
     }
@@ -461,8 +576,16 @@ impl Handler<Cancel> for Supervisor {
                 self.runtime.left_waiting(1);
                 task.body.resolve(Outcome::Cancelled);
             }
-            // A running job sees its flag and reports Done; an ended one needs nothing.
-            Cancelled::Removed(Payload::Resume(_)) | Cancelled::Running | Cancelled::Unknown => {}
+            Cancelled::Running => {
+                // Granted locally but still waiting for a global lease: it never started.
+                if let Some(payload) = self.shared.release(key) {
+                    let now = self.now();
+                    self.end_unstarted(key, payload, Outcome::Cancelled, now);
+                }
+                // A running job sees its flag and reports Done.
+            }
+            // An ended one needs nothing.
+            Cancelled::Removed(Payload::Resume(_)) | Cancelled::Unknown => {}
         }
         self.drive(ctx);
         self.finish_shutdown_if_idle(ctx);
@@ -547,6 +670,13 @@ impl Handler<Shutdown> for Supervisor {
             }
         }
         self.runtime.left_waiting(report.cancelled_waiting);
+        let now = self.now();
+        for (key, payload) in self.shared.drain_pending() {
+            if matches!(payload, Payload::Fresh(_)) {
+                report.cancelled_waiting += 1;
+            }
+            self.end_unstarted(key, payload, Outcome::Cancelled, now);
+        }
         self.shutdown = Some(ShutdownState {
             report,
             reply: vec![msg.reply],

@@ -24,6 +24,12 @@
 //! # Ok(()) }
 //! ```
 
+mod broker;
 mod pool;
+mod shared;
+mod stats;
 
+pub(crate) use broker::Answer;
 pub use pool::{Acquired, Lease, LeaseId, PoolError, PoolSettings, RedisPool, Released};
+pub(crate) use shared::SharedSlots;
+pub use stats::BackendSnapshot;

@@ -1,0 +1,326 @@
+//! The task that carries one Redis-backed resource's leases for the supervisor.
+//!
+//! The supervisor grants a local slot as usual and then asks the broker for a global
+//! lease (`Want`); the job starts only when the broker answers `Leased` (or `Admitted`,
+//! under `fail_open_local` while Redis is unreachable). The broker batches: every want
+//! that arrived since its last call travels in one `acquire`, every return in one
+//! `release`, every held lease in one `renew` per renewal interval. Wants are served in
+//! the order the supervisor granted them (its fair order); a want that no lease is free
+//! for waits in the broker, polled with backoff, until its wait timeout (`Skip`).
+//!
+//! The only clock the broker reads is the process's monotonic clock, for its own timers
+//! (poll backoff, wait timeouts, renewal ticks, and "no renewal for a whole lease_ttl":
+//! a lease surely expired on the server). Lease validity is decided by Redis alone.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use weir::{BackendConfig, FailurePolicy, JobKey};
+
+use super::pool::{LeaseId, RedisPool, Released};
+use super::stats::BackendStats;
+
+/// What the supervisor asks of the broker.
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    /// A locally granted job needs a global lease; it is skipped at `deadline`.
+    Want { key: JobKey, deadline: Option<Instant> },
+    /// The job no longer wants (cancelled, stopped); any lease it got is returned.
+    Forget(JobKey),
+    /// The job's slot comes back: return its lease.
+    Return(JobKey),
+}
+
+/// What the broker tells the supervisor.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The job holds a global lease with this fencing token: start it.
+    Leased { key: JobKey, token: u64 },
+    /// Redis is unreachable and `fail_open_local` admits the job without a lease.
+    Admitted(JobKey),
+    /// No lease within the job's wait timeout.
+    Skip(JobKey),
+    /// The job's lease was lost (expired before renewal): stop it.
+    Lost(JobKey),
+}
+
+struct Held {
+    id: Option<LeaseId>, // None: admitted fail-open, nothing to renew or release
+    renewed: Instant,
+}
+
+/// Poll delays while the shared pool is full, and reconnect delays while Redis fails.
+const POLL_MIN: Duration = Duration::from_millis(2);
+const POLL_MAX: Duration = Duration::from_millis(100);
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+pub(crate) struct Broker {
+    pool: Arc<RedisPool>,
+    config: BackendConfig,
+    rx: mpsc::UnboundedReceiver<Cmd>,
+    answer: Box<dyn Fn(Vec<Answer>) + Send>,
+    stats: Arc<Mutex<BackendStats>>,
+    wants: VecDeque<(JobKey, Option<Instant>, Instant)>,
+    held: HashMap<JobKey, Held>,
+    returns: Vec<LeaseId>,
+    next_try: Instant,
+    delay: Duration,
+    next_renewal: Instant,
+}
+
+impl Broker {
+    pub(crate) fn new(
+        pool: Arc<RedisPool>,
+        config: BackendConfig,
+        rx: mpsc::UnboundedReceiver<Cmd>,
+        answer: Box<dyn Fn(Vec<Answer>) + Send>,
+        stats: Arc<Mutex<BackendStats>>,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            next_renewal: now + config.renewal_interval,
+            pool,
+            config,
+            rx,
+            answer,
+            stats,
+            wants: VecDeque::new(),
+            held: HashMap::new(),
+            returns: Vec::new(),
+            next_try: now,
+            delay: Duration::ZERO,
+        }
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, BackendStats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn on(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Want { key, deadline } => self.wants.push_back((key, deadline, Instant::now())),
+            Cmd::Forget(key) | Cmd::Return(key) => {
+                self.wants.retain(|(k, _, _)| *k != key);
+                if let Some(Held { id: Some(id), .. }) = self.held.remove(&key) {
+                    self.returns.push(id);
+                }
+            }
+        }
+    }
+
+    /// Runs until the supervisor drops its sender; then returns every lease it holds.
+    pub(crate) async fn run(mut self) {
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => self.on(cmd),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            while let Ok(cmd) = self.rx.try_recv() {
+                self.on(cmd);
+            }
+            self.step().await;
+        }
+        let ids: Vec<LeaseId> = self.held.drain().filter_map(|(_, h)| h.id).collect();
+        self.returns.extend(ids);
+        self.release().await;
+    }
+
+    fn next_wake(&self) -> Instant {
+        let mut at = self.next_renewal;
+        if !self.wants.is_empty() {
+            at = at.min(self.next_try);
+        }
+        for (_, deadline, _) in &self.wants {
+            if let Some(d) = deadline {
+                at = at.min(*d);
+            }
+        }
+        if !self.returns.is_empty() {
+            at = at.min(self.next_try);
+        }
+        at
+    }
+
+    async fn step(&mut self) {
+        let now = Instant::now();
+        let mut answers = Vec::new();
+        self.wants.retain(|(key, deadline, _)| {
+            let expired = deadline.is_some_and(|d| d <= now);
+            if expired {
+                answers.push(Answer::Skip(*key));
+            }
+            !expired
+        });
+        if now >= self.next_try {
+            self.release().await;
+            if !self.wants.is_empty() {
+                self.acquire(&mut answers).await;
+            }
+        }
+        if Instant::now() >= self.next_renewal {
+            self.renew(&mut answers).await;
+            self.next_renewal = Instant::now() + self.config.renewal_interval;
+        }
+        if !answers.is_empty() {
+            (self.answer)(answers);
+        }
+    }
+
+    fn failed(&mut self, what: &str, e: &super::PoolError) {
+        self.stats().backend_errors += 1;
+        self.delay = (self.delay * 2).clamp(RETRY_MIN, RETRY_MAX);
+        self.next_try = Instant::now() + self.delay;
+        tracing::warn!(resource = %self.pool.settings().resource, error = %e, retry_in = ?self.delay, "redis {what} failed");
+    }
+
+    async fn release(&mut self) {
+        if self.returns.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.returns);
+        match self.pool.release(&ids).await {
+            Ok(results) => {
+                let expired = results.iter().filter(|r| **r != Released::Held).count() as u64;
+                let mut stats = self.stats();
+                stats.round_trips += 1;
+                stats.released += ids.len() as u64;
+                stats.released_expired += expired;
+            }
+            Err(e) => {
+                // Kept for the next try; a lease that expires meanwhile is reclaimed by
+                // the server anyway.
+                self.returns = ids;
+                self.failed("release", &e);
+            }
+        }
+    }
+
+    async fn acquire(&mut self, answers: &mut Vec<Answer>) {
+        let n = self.wants.len();
+        match self.pool.acquire(n).await {
+            Ok(got) => {
+                let now = Instant::now();
+                let granted = got.leases.len();
+                {
+                    let mut stats = self.stats();
+                    stats.round_trips += 1;
+                    stats.reclaimed_leases += got.reclaimed;
+                    stats.grants += granted as u64;
+                    for (_, _, since) in self.wants.iter().take(granted) {
+                        stats.record_grant_latency(now.saturating_duration_since(*since));
+                    }
+                }
+                for lease in got.leases {
+                    let (key, _, _) = self.wants.pop_front().expect("no more leases than wants");
+                    self.held.insert(
+                        key,
+                        Held {
+                            id: Some(lease.id),
+                            renewed: now,
+                        },
+                    );
+                    answers.push(Answer::Leased {
+                        key,
+                        token: lease.token,
+                    });
+                }
+                // Full: poll again soon, backing off while it stays full.
+                self.delay = if self.wants.is_empty() {
+                    Duration::ZERO
+                } else if granted > 0 {
+                    POLL_MIN
+                } else {
+                    (self.delay * 2).clamp(POLL_MIN, POLL_MAX)
+                };
+                self.next_try = now + self.delay;
+            }
+            Err(e) => {
+                self.failed("acquire", &e);
+                if self.config.on_failure == FailurePolicy::FailOpenLocal {
+                    self.admit_fail_open(answers);
+                }
+            }
+        }
+    }
+
+    fn admit_fail_open(&mut self, answers: &mut Vec<Answer>) {
+        let open = self.held.values().filter(|h| h.id.is_none()).count();
+        let room = (self.config.local_cap as usize).saturating_sub(open);
+        let now = Instant::now();
+        for _ in 0..room.min(self.wants.len()) {
+            let (key, _, _) = self.wants.pop_front().expect("counted");
+            self.held.insert(
+                key,
+                Held {
+                    id: None,
+                    renewed: now,
+                },
+            );
+            self.stats().fail_open_admissions += 1;
+            tracing::warn!(job = key.id().0, resource = %self.pool.settings().resource, "redis unreachable: admitted without a lease (fail_open_local)");
+            answers.push(Answer::Admitted(key));
+        }
+    }
+
+    async fn renew(&mut self, answers: &mut Vec<Answer>) {
+        let (keys, ids): (Vec<JobKey>, Vec<LeaseId>) = self
+            .held
+            .iter()
+            .filter_map(|(k, h)| h.id.clone().map(|id| (*k, id)))
+            .unzip();
+        if ids.is_empty() {
+            return;
+        }
+        match self.pool.renew(&ids).await {
+            Ok(renewed) => {
+                let now = Instant::now();
+                let mut lost = Vec::new();
+                for (key, ok) in keys.into_iter().zip(renewed) {
+                    if ok {
+                        if let Some(h) = self.held.get_mut(&key) {
+                            h.renewed = now;
+                        }
+                    } else {
+                        lost.push(key);
+                    }
+                }
+                let mut stats = self.stats();
+                stats.round_trips += 1;
+                stats.renewals += ids.len() as u64 - lost.len() as u64;
+                stats.lost_leases += lost.len() as u64;
+                drop(stats);
+                for key in lost {
+                    self.held.remove(&key);
+                    tracing::warn!(job = key.id().0, resource = %self.pool.settings().resource, "lease lost: it expired before renewal; stopping the job");
+                    answers.push(Answer::Lost(key));
+                }
+            }
+            Err(e) => {
+                self.failed("renew", &e);
+                // No renewal for a whole lease_ttl: the server has surely expired the
+                // lease, and another process may hold the slot. Stop the job.
+                let ttl = self.config.lease_ttl;
+                let now = Instant::now();
+                let lost: Vec<JobKey> = self
+                    .held
+                    .iter()
+                    .filter(|(_, h)| h.id.is_some() && now.saturating_duration_since(h.renewed) >= ttl)
+                    .map(|(k, _)| *k)
+                    .collect();
+                self.stats().lost_leases += lost.len() as u64;
+                for key in lost {
+                    self.held.remove(&key);
+                    answers.push(Answer::Lost(key));
+                }
+            }
+        }
+    }
+}
