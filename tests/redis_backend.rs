@@ -62,18 +62,14 @@ fn runtimes_sharing_a_redis_pool_never_exceed_the_global_cap() {
         }
         let outcomes = futures::future::join_all(handles).await;
         // Leases go back in the brokers' next batch, just after the outcomes.
-        let mut admin = server.connection();
-        for _ in 0..100 {
-            let held: u64 = redis::cmd("ZCARD")
-                .arg("{weir:store}:leases")
-                .query(&mut admin)
-                .unwrap();
-            if held == 0 {
+        let mut stats = Vec::new();
+        for _ in 0..200 {
+            stats = futures::future::join_all(runtimes.iter().map(|r| r.backend_stats())).await;
+            if stats.iter().all(|s| s["store"].released == s["store"].grants) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let stats = futures::future::join_all(runtimes.iter().map(|r| r.backend_stats())).await;
         for rt in &runtimes {
             rt.shutdown(Duration::from_secs(1)).await;
         }
