@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod alerts;
 pub mod bench;
 mod budget;
 mod coalescer;
@@ -41,6 +42,7 @@ mod failpoints;
 mod handle;
 mod job;
 mod profile;
+mod recurring;
 pub mod redis_pool;
 mod retrying;
 mod runtime;
@@ -55,6 +57,7 @@ pub use context::{Children, JobContext};
 pub use handle::{BlockingTicket, JobHandle};
 pub use job::Job;
 pub use profile::{profile_toml, PROFILES, PROFILE_VAR};
+pub use recurring::RecurringChecks;
 pub use runtime::{Runtime, StartError, SubmitError};
 pub use settings::{load_config, load_config_from};
 pub use supervisor::ShutdownReport;

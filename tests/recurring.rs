@@ -1,0 +1,57 @@
+//! Recurring checks on the real actors, on a paused clock (issue 7): each check runs at
+//! the interval its window maps to, inside a slot, and a removed check stops.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::paused;
+use weir::{Config, JobError, JobSpec};
+use weir_actors::{Job, RecurringChecks, Runtime};
+
+fn min(n: u64) -> Duration {
+    Duration::from_secs(60 * n)
+}
+
+#[test]
+fn checks_run_at_the_interval_of_their_window_and_stop_when_removed() {
+    let runs = paused(async {
+        let runtime = Runtime::start(Config::default()).unwrap();
+        let runs: Arc<Mutex<Vec<(&'static str, Duration)>>> = Arc::default();
+        let seen = runs.clone();
+        let checks =
+            RecurringChecks::start(runtime.clone(), runtime.config().intervals.clone(), move |run| {
+                let seen = seen.clone();
+                let (job, _) = Job::new(JobSpec::new("acme", "store"), move |_| async move {
+                    seen.lock().unwrap().push((run.key, run.at));
+                    Ok::<_, JobError>(())
+                });
+                vec![job]
+            })
+            .unwrap();
+        // The default table: <= 10 min every 1 min, <= 1 h every 2 min, <= 1 day every 5 min.
+        assert_eq!(checks.schedule("5m", min(5)), min(1));
+        assert_eq!(checks.schedule("1h", min(60)), min(2));
+        assert_eq!(checks.schedule("1d", min(24 * 60)), min(5));
+        assert_eq!(checks.schedule("gone", min(5)), min(1));
+        tokio::time::sleep(min(3) + Duration::from_secs(1)).await;
+        checks.remove("gone");
+        tokio::time::sleep(min(7)).await;
+        let due = checks.shutdown().await;
+        runtime.shutdown(Duration::from_secs(1)).await;
+        let runs = runs.lock().unwrap().clone();
+        assert_eq!(due, runs.len() as u64, "every due run submitted one job that ran");
+        runs
+    });
+    let at = |key| {
+        runs.iter()
+            .filter(|r| r.0 == key)
+            .map(|r| r.1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(at("5m"), (1..=10).map(min).collect::<Vec<_>>());
+    assert_eq!(at("1h"), [2, 4, 6, 8, 10].map(min));
+    assert_eq!(at("1d"), [5, 10].map(min));
+    assert_eq!(at("gone"), [1, 2, 3].map(min));
+}
