@@ -1,4 +1,5 @@
-//! Runs the alerts scenario (issue 7) and prints its report:
+//! Runs the alerts scenario (issue 7) and prints its report (the same as
+//! `weir simulate --scenario config/alerts.toml`):
 //! `cargo run --release --example alerts [-- path/to/alerts.toml]`.
 
 use weir_actors::alerts::{run_all, AlertsScenario, ALERTS_TOML};

@@ -72,13 +72,19 @@ pub struct AlertsRun {
     pub latency_p99: Duration,
     /// Every check's answer.
     pub answers: BTreeMap<CheckKey, u64>,
+    /// Queries in flight at the store after each change: (scenario time, count).
+    pub in_flight: Vec<(Duration, u32)>,
 }
 
 /// The four runs side by side.
 #[derive(Clone, Debug)]
 pub struct AlertsReport {
-    /// per-check, coalesced, per-check+intervals, coalesced+intervals.
+    /// The runs, in the order asked.
     pub runs: Vec<AlertsRun>,
+    /// The store's concurrency limit.
+    pub store_limit: u32,
+    /// weir's cap on the store's resource.
+    pub store_cap: u32,
 }
 
 impl AlertsReport {
@@ -143,15 +149,69 @@ impl AlertsReport {
     }
 }
 
-/// Runs the four variants.
-pub fn run_all(scenario: &AlertsScenario) -> Result<AlertsReport, AlertsError> {
-    let mut runs = Vec::new();
-    for intervals in [false, true] {
-        for coalesce in [false, true] {
-            runs.push(run_one(scenario, coalesce, intervals)?);
+/// One way to run the scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variant {
+    /// Coalesce the checks' queries.
+    pub coalesce: bool,
+    /// Evaluate each rule at its window's interval (else every `base_interval`).
+    pub intervals: bool,
+}
+
+impl Variant {
+    /// per-check, coalesced, per-check+intervals, coalesced+intervals.
+    pub const ALL: [Variant; 4] = [
+        Variant {
+            coalesce: false,
+            intervals: false,
+        },
+        Variant {
+            coalesce: true,
+            intervals: false,
+        },
+        Variant {
+            coalesce: false,
+            intervals: true,
+        },
+        Variant {
+            coalesce: true,
+            intervals: true,
+        },
+    ];
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match (self.coalesce, self.intervals) {
+            (false, false) => "per-check",
+            (true, false) => "coalesced",
+            (false, true) => "per-check+intervals",
+            (true, true) => "coalesced+intervals",
         }
     }
-    Ok(AlertsReport { runs })
+}
+
+/// Runs the four variants.
+pub fn run_all(scenario: &AlertsScenario) -> Result<AlertsReport, AlertsError> {
+    run_variants(scenario, &Variant::ALL, |_| {})
+}
+
+/// Runs the given variants in order; `done` is called after each.
+pub fn run_variants(
+    scenario: &AlertsScenario,
+    variants: &[Variant],
+    mut done: impl FnMut(&AlertsRun),
+) -> Result<AlertsReport, AlertsError> {
+    let mut runs = Vec::new();
+    for v in variants {
+        let run = run_one(scenario, v.coalesce, v.intervals)?;
+        done(&run);
+        runs.push(run);
+    }
+    Ok(AlertsReport {
+        runs,
+        store_limit: scenario.store.limit,
+        store_cap: scenario.weir.resource("store").max_concurrent,
+    })
 }
 
 /// Runs one variant on a paused clock, on a thread of its own.
@@ -177,6 +237,9 @@ pub fn run_one(scenario: &AlertsScenario, coalesce: bool, intervals: bool) -> Re
 #[derive(Debug)]
 struct Store {
     spec: StoreSpec,
+    start: Instant,
+    /// (time since start, queries in flight) after each change.
+    timeline: Mutex<Vec<(Duration, u32)>>,
     events: HashMap<(u32, u32), Vec<Duration>>,
     current: AtomicU64,
     peak: AtomicU64,
@@ -186,6 +249,11 @@ struct Store {
 }
 
 impl Store {
+    fn mark(&self, in_flight: u64) {
+        let at = self.start.elapsed();
+        self.timeline.lock().unwrap().push((at, in_flight as u32));
+    }
+
     async fn count(&self, project: u32, items: Vec<CountKey>) -> Result<HashMap<CountKey, u64>, JobError> {
         self.queries.fetch_add(1, Ordering::Relaxed);
         let now = self.current.fetch_add(1, Ordering::SeqCst) + 1;
@@ -195,10 +263,12 @@ impl Store {
             return Err(JobError::msg("RateLimitExceeded"));
         }
         self.peak.fetch_max(now, Ordering::SeqCst);
+        self.mark(now);
         self.items.fetch_add(items.len() as u64, Ordering::Relaxed);
         let latency = self.spec.latency + self.spec.per_item * items.len() as u32;
         tokio::time::sleep(latency).await;
-        self.current.fetch_sub(1, Ordering::SeqCst);
+        let now = self.current.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.mark(now);
         let counts = items
             .into_iter()
             .map(|k| {
@@ -234,6 +304,8 @@ async fn drive(scenario: AlertsScenario, coalesce: bool, intervals: bool) -> Ale
     }
     let store = Arc::new(Store {
         spec: scenario.store,
+        start: Instant::now(),
+        timeline: Mutex::default(),
         events: by_group,
         current: AtomicU64::new(0),
         peak: AtomicU64::new(0),
@@ -345,12 +417,9 @@ async fn drive(scenario: AlertsScenario, coalesce: bool, intervals: bool) -> Ale
     let mut r = results.lock().unwrap();
     let latency = r.latency.take().expect("set above");
     let micros = |q: f64| Duration::from_micros(latency.value_at_quantile(q));
+    let timeline = std::mem::take(&mut *store.timeline.lock().unwrap());
     AlertsRun {
-        name: format!(
-            "{}{}",
-            if coalesce { "coalesced" } else { "per-check" },
-            if intervals { "+intervals" } else { "" }
-        ),
+        name: Variant { coalesce, intervals }.name().to_string(),
         coalesce,
         intervals,
         checks: outcomes.len() as u64,
@@ -362,5 +431,6 @@ async fn drive(scenario: AlertsScenario, coalesce: bool, intervals: bool) -> Ale
         latency_p50: micros(0.5),
         latency_p99: micros(0.99),
         answers: std::mem::take(&mut r.answers),
+        in_flight: timeline,
     }
 }

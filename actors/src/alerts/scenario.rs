@@ -99,7 +99,7 @@ fn check_range(field: &str, v: u32, max: u32) -> Result<(), AlertsError> {
 
 fn check_duration(field: &str, v: Duration, min: Duration, max: Duration) -> Result<(), AlertsError> {
     if v < min || v > max {
-        let f = |d| humantime_serde::re::humantime::format_duration(d).to_string();
+        let f = |d| humantime::format_duration(d).to_string();
         return Err(invalid(
             field,
             &format!("between {} and {}", f(min), f(max)),

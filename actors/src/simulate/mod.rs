@@ -14,6 +14,7 @@
 //! [`KINDS`]; the command line, `--policy`, `--json`, `--plot` and the progress bar come
 //! with it.
 
+pub mod alerts;
 pub mod downstream;
 pub mod incident;
 pub mod plot;
@@ -130,7 +131,7 @@ pub trait ScenarioResults: std::fmt::Debug {
 }
 
 /// Every scenario kind, by `kind`; the first is the default.
-pub static KINDS: &[&dyn ScenarioKind] = &[&incident::Incident];
+pub static KINDS: &[&dyn ScenarioKind] = &[&incident::Incident, &alerts::Alerts];
 
 /// Why `weir simulate` did not run or could not write its results.
 #[derive(Debug, thiserror::Error)]
