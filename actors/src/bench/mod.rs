@@ -1,12 +1,457 @@
-//! `weir bench`: throughput and latency of weir against baselines, in one run.
+//! `weir bench`: throughput, scheduling latency and memory of weir against the tokio
+//! baseline (`Semaphore` + `spawn`), measured in the same run on the same machine.
 //!
-//! Not built yet (issue 9): the command reports so and exits with status 2.
+//! Each measured phase runs in a child process of its own (this same binary, with the
+//! hidden `--phase` argument), so its peak RSS is its own; weir and baseline rounds
+//! alternate, so a noisy neighbour slows both. The figures are medians over the rounds
+//! (peak RSS: the largest). The criterion benches in `benches/` cover the same questions
+//! with more baselines (tower's `ConcurrencyLimit`) and statistics.
+
+use std::process::Command;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+pub mod grant_cost;
+pub mod memory;
+pub mod workload;
 
 /// Arguments of `weir bench`.
-#[derive(Debug, Default, clap::Args)]
-pub struct BenchArgs {}
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Empty jobs per throughput round.
+    #[arg(long, default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub jobs: u64,
+    /// Slots of the benchmark resource (and permits of the baseline's semaphore).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub cap: u32,
+    /// Rounds per system; figures are medians over rounds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
+    /// Jobs queued for the memory-per-queued-job measurement.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub queued: u64,
+    /// weir's `runtime.worker_threads` (0 runs job bodies on the supervisor's thread).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub worker_threads: u32,
+    /// Also write the figures as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+    /// A Redis server for the shared-counter comparison (e.g. redis://127.0.0.1/).
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// Internal: run one phase and print its figures as JSON.
+    #[arg(long, hide = true, value_enum)]
+    pub phase: Option<Phase>,
+}
+
+/// One measured phase, run in a child process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    /// weir: throughput, then latency.
+    Weir,
+    /// tokio Semaphore + spawn: throughput, then latency.
+    Tokio,
+    /// weir: memory per queued job.
+    WeirQueued,
+    /// tokio: memory per queued task.
+    TokioQueued,
+    /// weir: the fan-out scenario's makespan.
+    Fanout,
+}
+
+/// What one child phase measured.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PhaseFigures {
+    /// Empty jobs per second, submit to outcome.
+    pub jobs_per_sec: Option<f64>,
+    /// CPU time per job (all the phase's threads), nanoseconds.
+    pub cpu_ns_per_job: Option<f64>,
+    /// Scheduling latency (submit to first poll), nanoseconds.
+    pub latency_ns: Option<Latency>,
+    /// Peak RSS of the phase's process, bytes.
+    pub peak_rss: Option<u64>,
+    /// RSS growth per queued job, bytes.
+    pub bytes_per_queued_job: Option<f64>,
+    /// Fan-out makespan and its lower bound, milliseconds.
+    pub makespan_ms: Option<f64>,
+    /// The fan-out's lower bound, milliseconds.
+    pub lower_bound_ms: Option<f64>,
+}
+
+/// Latency percentiles in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Self {
+        Self {
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+        }
+    }
+}
+
+/// Everything `weir bench` reports (also its `--json` output).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// `nproc` and the CPU model.
+    pub machine: String,
+    /// Jobs per throughput round.
+    pub jobs: u64,
+    /// Slots (and semaphore permits).
+    pub cap: u32,
+    /// Rounds per system.
+    pub rounds: u32,
+    /// weir's worker threads.
+    pub worker_threads: u32,
+    /// weir's figures (medians over rounds; peak RSS the largest).
+    pub weir: PhaseFigures,
+    /// The tokio Semaphore + spawn baseline's figures.
+    pub tokio: PhaseFigures,
+    /// weir jobs/s divided by tokio's (>= 1 means weir is as fast or faster).
+    pub throughput_ratio: Option<f64>,
+    /// weir CPU time per job divided by tokio's (<= 1 means weir costs no more CPU).
+    pub cpu_ratio: Option<f64>,
+    /// weir p50 / p99 / p999 latency divided by tokio's (<= 1 means weir is as fast).
+    pub latency_ratio: Option<[f64; 3]>,
+    /// weir's queued-job bytes divided by tokio's.
+    pub queued_memory_ratio: Option<f64>,
+    /// The core's release + grant, nanoseconds.
+    pub core_grant_ns: f64,
+    /// The Redis shared counter's grant + release, nanoseconds, if it was run.
+    pub redis_grant_ns: Option<f64>,
+    /// Why the Redis comparison was not run, if it was not.
+    pub redis_not_run: Option<String>,
+    /// redis_grant_ns / core_grant_ns: how many times cheaper a weir grant is.
+    pub redis_over_weir: Option<f64>,
+    /// The fan-out scenario (1,000 organisations x 50 projections, zero-latency jobs).
+    pub fanout: PhaseFigures,
+    /// Fan-out makespan over its lower bound, percent.
+    pub fanout_overhead_pct: Option<f64>,
+}
 
 /// Runs `weir bench`. Returns the process exit code.
-pub fn run(_args: &BenchArgs) -> Result<u8, String> {
-    Err("weir bench is not built yet (issue 9)".into())
+pub fn run(args: &BenchArgs) -> Result<u8, String> {
+    if let Some(phase) = args.phase {
+        let figures = run_phase(phase, args)?;
+        println!("{}", serde_json::to_string(&figures).map_err(|e| e.to_string())?);
+        return Ok(0);
+    }
+    let report = measure(args)?;
+    print!("{}", render(&report));
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(0)
+}
+
+fn run_phase(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
+    let jobs = args.jobs as usize;
+    let cap = args.cap as usize;
+    // Latency runs keep `cap` jobs outstanding; this many give a stable p999.
+    let latency_jobs = jobs.clamp(1, 200_000);
+    let mut figures = PhaseFigures::default();
+    match phase {
+        Phase::Weir => {
+            let mut config = workload::config(args.cap, args.jobs);
+            config.runtime.worker_threads = args.worker_threads;
+            actix_rt::System::new().block_on(async {
+                let runtime = crate::Runtime::start(config).map_err(|e| e.to_string())?;
+                workload::weir_flood(&runtime, jobs.min(50_000)).await; // warm-up
+                let cpu = memory::cpu_time();
+                let elapsed = workload::weir_flood(&runtime, jobs).await;
+                figures.jobs_per_sec = Some(jobs as f64 / elapsed.as_secs_f64());
+                figures.cpu_ns_per_job = per_job(cpu, jobs);
+                let hist = workload::weir_latency(&runtime, latency_jobs, cap).await;
+                figures.latency_ns = Some(Latency::of(&hist));
+                runtime.shutdown(Duration::from_secs(1)).await;
+                Ok::<_, String>(())
+            })?;
+        }
+        Phase::Tokio => {
+            workload::tokio_multi_thread().block_on(async {
+                workload::tokio_flood(jobs.min(50_000), cap).await; // warm-up
+                let cpu = memory::cpu_time();
+                let elapsed = workload::tokio_flood(jobs, cap).await;
+                figures.jobs_per_sec = Some(jobs as f64 / elapsed.as_secs_f64());
+                figures.cpu_ns_per_job = per_job(cpu, jobs);
+                let hist = workload::tokio_latency(latency_jobs, cap, cap).await;
+                figures.latency_ns = Some(Latency::of(&hist));
+            });
+        }
+        Phase::WeirQueued => {
+            figures.bytes_per_queued_job =
+                actix_rt::System::new().block_on(memory::weir_queued(args.queued as usize));
+        }
+        Phase::TokioQueued => {
+            figures.bytes_per_queued_job =
+                workload::tokio_multi_thread().block_on(memory::tokio_queued(args.queued as usize));
+        }
+        Phase::Fanout => {
+            let (orgs, projections) = (1_000, 50);
+            let config = workload::fanout_config(Duration::from_millis(10), orgs, projections);
+            let bound = workload::fanout_lower_bound(&config, orgs, projections);
+            let cpu = memory::cpu_time();
+            let makespan = actix_rt::System::new().block_on(async {
+                let runtime = crate::Runtime::start(config).map_err(|e| e.to_string())?;
+                let makespan = workload::weir_fanout(&runtime, orgs, projections).await;
+                runtime.shutdown(Duration::from_secs(1)).await;
+                Ok::<_, String>(makespan)
+            })?;
+            figures.makespan_ms = Some(makespan.as_secs_f64() * 1e3);
+            figures.cpu_ns_per_job = per_job(cpu, orgs * (projections as usize + 1));
+            figures.lower_bound_ms = Some(bound.as_secs_f64() * 1e3);
+        }
+    }
+    figures.peak_rss = memory::peak_rss();
+    Ok(figures)
+}
+
+fn per_job(cpu_before: Option<Duration>, jobs: usize) -> Option<f64> {
+    let used = memory::cpu_time()?.checked_sub(cpu_before?)?;
+    Some(used.as_nanos() as f64 / jobs.max(1) as f64)
+}
+
+fn child(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the weir binary: {e}"))?;
+    let name = clap::ValueEnum::to_possible_value(&phase)
+        .expect("every phase has a name")
+        .get_name()
+        .to_string();
+    let output = Command::new(exe)
+        .args(["bench", "--phase", &name])
+        .args(["--jobs", &args.jobs.to_string(), "--cap", &args.cap.to_string()])
+        .args(["--queued", &args.queued.to_string()])
+        .args(["--worker-threads", &args.worker_threads.to_string()])
+        .output()
+        .map_err(|e| format!("cannot run the {name} phase: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "the {name} phase failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).map_err(|e| format!("the {name} phase printed {line:?}: {e}"))
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
+}
+
+fn combine(rounds: &[PhaseFigures]) -> PhaseFigures {
+    let med = |f: &dyn Fn(&PhaseFigures) -> Option<f64>| median(rounds.iter().filter_map(f).collect());
+    let lat =
+        |f: &dyn Fn(&Latency) -> u64| med(&|r| r.latency_ns.as_ref().map(|l| f(l) as f64)).map(|x| x as u64);
+    PhaseFigures {
+        jobs_per_sec: med(&|r| r.jobs_per_sec),
+        cpu_ns_per_job: med(&|r| r.cpu_ns_per_job),
+        latency_ns: lat(&|l| l.p50).map(|p50| Latency {
+            p50,
+            p99: lat(&|l| l.p99).unwrap_or_default(),
+            p999: lat(&|l| l.p999).unwrap_or_default(),
+        }),
+        peak_rss: rounds.iter().filter_map(|r| r.peak_rss).max(),
+        bytes_per_queued_job: med(&|r| r.bytes_per_queued_job),
+        makespan_ms: med(&|r| r.makespan_ms),
+        lower_bound_ms: med(&|r| r.lower_bound_ms),
+    }
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cpus} CPUs, {model}")
+}
+
+fn measure(args: &BenchArgs) -> Result<Report, String> {
+    let (mut weir, mut tokio) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        weir.push(child(Phase::Weir, args)?);
+        tokio.push(child(Phase::Tokio, args)?);
+    }
+    let weir_queued = child(Phase::WeirQueued, args)?;
+    let tokio_queued = child(Phase::TokioQueued, args)?;
+    let fanout = combine(
+        &(0..args.rounds)
+            .map(|_| child(Phase::Fanout, args))
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+    let mut weir = combine(&weir);
+    let mut tokio = combine(&tokio);
+    weir.bytes_per_queued_job = weir_queued.bytes_per_queued_job;
+    tokio.bytes_per_queued_job = tokio_queued.bytes_per_queued_job;
+    let core_grant_ns = median(
+        (0..args.rounds)
+            .map(|_| grant_cost::core_release_grant_ns(1_000, 200))
+            .collect(),
+    )
+    .unwrap_or_default();
+    let (redis_grant_ns, redis_not_run) = match &args.redis {
+        None => (None, Some("no --redis URL given".to_string())),
+        Some(url) => match grant_cost::redis_counter_ns(url, i64::from(args.cap), Duration::from_secs(2)) {
+            Ok(ns) => (Some(ns), None),
+            Err(e) => (None, Some(e)),
+        },
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+    let latency_ratio = match (weir.latency_ns, tokio.latency_ns) {
+        (Some(w), Some(t)) => Some([
+            w.p50 as f64 / t.p50.max(1) as f64,
+            w.p99 as f64 / t.p99.max(1) as f64,
+            w.p999 as f64 / t.p999.max(1) as f64,
+        ]),
+        _ => None,
+    };
+    Ok(Report {
+        machine: machine(),
+        jobs: args.jobs,
+        cap: args.cap,
+        rounds: args.rounds,
+        worker_threads: args.worker_threads,
+        throughput_ratio: ratio(weir.jobs_per_sec, tokio.jobs_per_sec),
+        cpu_ratio: ratio(weir.cpu_ns_per_job, tokio.cpu_ns_per_job),
+        latency_ratio,
+        queued_memory_ratio: ratio(weir.bytes_per_queued_job, tokio.bytes_per_queued_job),
+        core_grant_ns,
+        redis_over_weir: redis_grant_ns.map(|r| r / core_grant_ns),
+        redis_grant_ns,
+        redis_not_run,
+        fanout_overhead_pct: ratio(fanout.makespan_ms, fanout.lower_bound_ms).map(|r| (r - 1.0) * 100.0),
+        fanout,
+        weir,
+        tokio,
+    })
+}
+
+fn render(r: &Report) -> String {
+    use std::fmt::Write;
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(|| "n/a".to_string(), f);
+    let us = |ns: Option<u64>| opt(ns.map(|n| n as f64 / 1e3), &|v| format!("{v:.1} us"));
+    let mib = |b: Option<u64>| opt(b.map(|b| b as f64 / (1 << 20) as f64), &|v| format!("{v:.1} MiB"));
+    let x = |v: Option<f64>| opt(v, &|v| format!("{v:.2}x"));
+    let (w, t) = (&r.weir, &r.tokio);
+    let lat = |l: &PhaseFigures, f: fn(&Latency) -> u64| l.latency_ns.as_ref().map(f);
+    let lr = |i: usize| r.latency_ratio.map(|a| a[i]);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "weir bench on {}: {} empty jobs per round, cap {}, {} rounds (medians), weir worker_threads = {}",
+        r.machine, r.jobs, r.cap, r.rounds, r.worker_threads
+    );
+    let _ = writeln!(
+        s,
+        "{:<34}{:>16}{:>24}{:>14}",
+        "", "weir", "tokio Semaphore+spawn", "weir/tokio"
+    );
+    let mut row = |name: &str, a: String, b: String, ratio: String| {
+        let _ = writeln!(s, "{name:<34}{a:>16}{b:>24}{ratio:>14}");
+    };
+    let jps = |v: Option<f64>| opt(v, &|v| format!("{v:.0}"));
+    row(
+        "throughput, jobs/s (submit..outcome)",
+        jps(w.jobs_per_sec),
+        jps(t.jobs_per_sec),
+        x(r.throughput_ratio),
+    );
+    let ns = |v: Option<f64>| opt(v, &|v| format!("{v:.0} ns"));
+    row(
+        "CPU time per job (all threads)",
+        ns(w.cpu_ns_per_job),
+        ns(t.cpu_ns_per_job),
+        x(r.cpu_ratio),
+    );
+    row(
+        "latency p50 (submit..first poll)",
+        us(lat(w, |l| l.p50)),
+        us(lat(t, |l| l.p50)),
+        x(lr(0)),
+    );
+    row(
+        "latency p99",
+        us(lat(w, |l| l.p99)),
+        us(lat(t, |l| l.p99)),
+        x(lr(1)),
+    );
+    row(
+        "latency p99.9",
+        us(lat(w, |l| l.p999)),
+        us(lat(t, |l| l.p999)),
+        x(lr(2)),
+    );
+    row(
+        "peak RSS of the phase",
+        mib(w.peak_rss),
+        mib(t.peak_rss),
+        String::new(),
+    );
+    let bytes = |v: Option<f64>| opt(v, &|v| format!("{v:.0} B"));
+    row(
+        "RSS per queued job",
+        bytes(w.bytes_per_queued_job),
+        bytes(t.bytes_per_queued_job),
+        x(r.queued_memory_ratio),
+    );
+    let _ = writeln!(
+        s,
+        "slot release + grant in weir's core: {:.0} ns of CPU time",
+        r.core_grant_ns
+    );
+    match (r.redis_grant_ns, &r.redis_not_run) {
+        (Some(ns), _) => {
+            let _ = writeln!(
+                s,
+                "shared counter in Redis (INCR, check, DECR): {:.0} ns per grant ({:.0} grants/s); weir's grant is {:.0}x cheaper",
+                ns,
+                1e9 / ns,
+                r.redis_over_weir.unwrap_or_default()
+            );
+        }
+        (None, why) => {
+            let _ = writeln!(
+                s,
+                "shared counter in Redis: not run ({})",
+                why.as_deref().unwrap_or("unknown reason")
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "fan-out 1,000 orgs x 50 projections, zero-latency jobs, batches of 25 every 10 ms: makespan {}, lower bound {}, overhead {}",
+        opt(r.fanout.makespan_ms, &|v| format!("{v:.1} ms")),
+        opt(r.fanout.lower_bound_ms, &|v| format!("{v:.1} ms")),
+        opt(r.fanout_overhead_pct, &|v| format!("{v:.1} %")),
+    );
+    let _ = writeln!(
+        s,
+        "fan-out phase: CPU time per job {} (all threads), peak RSS {}",
+        opt(r.fanout.cpu_ns_per_job, &|v| format!("{v:.0} ns")),
+        mib(r.fanout.peak_rss)
+    );
+    s
 }
