@@ -99,8 +99,8 @@ fn parser_errors_name_the_field_and_what_is_allowed() {
 fn an_unknown_kind_and_policy_are_refused_with_the_allowed_values() {
     let dir = std::env::temp_dir().join(format!("weir-simulate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("alerts.toml");
-    std::fs::write(&path, "kind = \"alerts\"\n").unwrap();
+    let path = dir.join("unknown.toml");
+    std::fs::write(&path, "kind = \"weather\"\n").unwrap();
     let args = SimulateArgs {
         scenario: Some(path),
         ..SimulateArgs::default()
@@ -108,7 +108,7 @@ fn an_unknown_kind_and_policy_are_refused_with_the_allowed_values() {
     let e = simulate(&args, ProgressBar::hidden()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "invalid scenario: kind must be one of \"incident\", got \"alerts\""
+        "invalid scenario: kind must be one of \"incident\", \"alerts\", got \"weather\""
     );
 
     let args = SimulateArgs {
