@@ -37,6 +37,7 @@ pub mod alerts;
 pub mod bench;
 mod budget;
 mod coalescer;
+mod config_errors;
 mod context;
 mod failpoints;
 mod handle;

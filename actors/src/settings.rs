@@ -6,6 +6,8 @@ use std::path::Path;
 
 use weir::{Config, ConfigError, DEFAULT_TOML};
 
+use crate::config_errors::{field_error, Origin};
+
 /// Loads and validates the configuration.
 ///
 /// `WEIR_PROFILE=dev|prod|test` layers that profile (`config/<name>.toml`, embedded) over
@@ -41,14 +43,30 @@ pub fn load_config_from(
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Parse(format!("cannot read {}: {e}", path.display())))?;
-        // Parse the file alone first, so unknown keys and wrong types are reported with
-        // the file's own line and column.
-        toml::from_str::<Config>(&text)
-            .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+        // Read the file alone first, so a bad key or value is reported with the file's
+        // own line.
+        let de = toml::Deserializer::new(&text);
+        serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
+            let origin = Origin::File {
+                path,
+                text: &text,
+                at: e.inner().span().map(|s| s.start),
+            };
+            if e.path().to_string() == "."
+                && e.inner().span().is_some()
+                && !e.inner().message().starts_with("unknown field")
+            {
+                // A syntax error: no field to name, the line and column say where.
+                ConfigError::Parse(format!("{}: {}", path.display(), e.inner()))
+            } else {
+                field_error(&e.path().to_string(), e.inner().message(), &origin)
+            }
+        })?;
         builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
     }
     let vars: config::Map<String, String> =
         env.into_iter().filter(|(k, _)| k.starts_with("WEIR__")).collect();
+    let names: Vec<String> = vars.keys().cloned().collect();
     builder = builder.add_source(
         config::Environment::with_prefix("WEIR")
             .prefix_separator("__")
@@ -57,9 +75,13 @@ pub fn load_config_from(
             .source(Some(vars)),
     );
     let merged = builder.build().map_err(|e| ConfigError::Parse(e.to_string()))?;
-    let cfg: Config = merged
-        .try_deserialize()
-        .map_err(|e| ConfigError::Parse(e.to_string()))?;
+    let cfg: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
+        field_error(
+            &e.path().to_string(),
+            &e.inner().to_string(),
+            &Origin::Layers { env: &names },
+        )
+    })?;
     cfg.validate()?;
     Ok(cfg)
 }
