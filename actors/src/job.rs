@@ -6,7 +6,6 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use actix::Addr;
 use futures::FutureExt;
 use tokio::sync::oneshot;
 use tracing::Instrument;
@@ -15,8 +14,9 @@ use weir::{JobError, JobKey, JobSpec, Outcome, OutcomeKind};
 use crate::budget::CallBudget;
 use crate::context::JobContext;
 use crate::retrying::{Rearm, Retrying};
+use crate::runtime::Runtime;
 use crate::stop::{Stop, StopReason, Stoppable};
-use crate::supervisor::{Done, Supervisor};
+use crate::supervisor::Done;
 
 /// Where a job's outcome goes: an async handle or a blocking one.
 pub(crate) enum OutcomeTx<T> {
@@ -49,16 +49,16 @@ impl<T> OutcomeTx<T> {
 /// `Failed(RuntimeStopped)`.
 pub(crate) struct SlotReturn {
     key: JobKey,
-    supervisor: Addr<Supervisor>,
+    runtime: Runtime,
     kind: OutcomeKind,
     rearm: Option<Rearm>,
 }
 
 impl SlotReturn {
-    pub(crate) fn new(key: JobKey, supervisor: Addr<Supervisor>) -> Self {
+    pub(crate) fn new(key: JobKey, runtime: Runtime) -> Self {
         Self {
             key,
-            supervisor,
+            runtime,
             kind: OutcomeKind::Failed,
             rearm: None,
         }
@@ -78,7 +78,7 @@ impl SlotReturn {
 
 impl Drop for SlotReturn {
     fn drop(&mut self) {
-        self.supervisor.do_send(Done {
+        self.runtime.report_done(Done {
             key: self.key,
             kind: self.kind,
             rearm: self.rearm.take(),

@@ -41,6 +41,7 @@ mod config_errors;
 mod context;
 mod failpoints;
 mod handle;
+mod inbox;
 mod job;
 mod profile;
 mod recurring;

@@ -9,10 +9,10 @@ use tokio::sync::oneshot;
 use weir::{Config, ConfigError, JobError, JobKey, JobSpec, StatsSnapshot, TenantId, UsageSnapshot};
 
 use crate::context::JobContext;
+use crate::inbox::{Appended, Inbox, Intake};
 use crate::stop::Stop;
 use crate::supervisor::{
-    Cancel, GetStats, GetUsage, Park, Renew, ReportCost, Shutdown, ShutdownReport, Submit, Submitted,
-    Supervisor, Unpark,
+    Cancel, Done, Drain, GetStats, GetUsage, Shutdown, ShutdownReport, Submitted, Supervisor,
 };
 use crate::worker::WorkerPool;
 use crate::{BlockingTicket, Job, JobHandle};
@@ -52,6 +52,8 @@ struct Inner {
     /// backpressure only; it admits nothing to a slot (only the supervisor does that).
     waiting: AtomicU64,
     closed: AtomicBool,
+    /// Submissions and what started jobs report, on their way to the supervisor.
+    inbox: Inbox,
     /// The actix system this runtime started on a thread of its own, if it did.
     own_system: std::sync::Mutex<Option<actix_rt::System>>,
     /// The statistics at the moment the supervisor stopped (after shutdown).
@@ -126,6 +128,7 @@ impl Runtime {
                     config: cfg.clone(),
                     waiting: AtomicU64::new(0),
                     closed: AtomicBool::new(false),
+                    inbox: Inbox::default(),
                     own_system: std::sync::Mutex::new(own_system),
                     final_stats: std::sync::Mutex::new(None),
                 }),
@@ -144,8 +147,27 @@ impl Runtime {
             .expect("the supervisor sends its runtime handle when created")
     }
 
-    pub(crate) fn supervisor(&self) -> &Addr<Supervisor> {
-        &self.inner.supervisor
+    pub(crate) fn inbox(&self) -> &Inbox {
+        &self.inner.inbox
+    }
+
+    /// Appends to the supervisor's inbox, notifying it if no drain is on its way; gives
+    /// the item back if the supervisor has stopped.
+    fn push(&self, item: Intake) -> Result<(), Intake> {
+        match self.inner.inbox.push(item) {
+            Appended::Notify => {
+                self.inner.supervisor.do_send(Drain);
+                Ok(())
+            }
+            Appended::Queued => Ok(()),
+            Appended::Closed(item) => Err(item),
+        }
+    }
+
+    /// A started job stopped: its slot goes back to the supervisor.
+    pub(crate) fn report_done(&self, done: Done) {
+        // Closed: the supervisor is gone, and the slot with it.
+        let _ = self.push(Intake::Done(done));
     }
 
     /// The configuration the runtime runs with.
@@ -192,24 +214,42 @@ impl Runtime {
         }
     }
 
+    /// Hands reserved submissions to the supervisor; if it has stopped, they are
+    /// resolved `Cancelled` and refused.
+    fn send(&self, intake: Intake, n: u64) -> Result<(), SubmitError> {
+        let Err(refused) = self.push(intake) else {
+            return Ok(());
+        };
+        self.left_waiting(n);
+        let items = match refused {
+            Intake::One(item) => vec![item],
+            Intake::Many { items, .. } => items,
+            _ => Vec::new(),
+        };
+        for item in items {
+            item.body.resolve(weir::Outcome::Cancelled);
+        }
+        Err(SubmitError::ShuttingDown)
+    }
+
+    fn send_job(&self, job: Job) -> Result<(), SubmitError> {
+        if let Err(e) = self.reserve(1) {
+            job.body.resolve(weir::Outcome::Cancelled);
+            return Err(e);
+        }
+        self.send(Intake::One(Submitted::from(job)), 1)
+    }
+
     fn send_jobs(&self, jobs: Vec<Job>, fanout: bool) -> Result<(), SubmitError> {
-        if let Err(e) = self.reserve(jobs.len() as u64) {
+        let n = jobs.len() as u64;
+        if let Err(e) = self.reserve(n) {
             for job in jobs {
                 job.body.resolve(weir::Outcome::Cancelled);
             }
             return Err(e);
         }
-        let items = jobs
-            .into_iter()
-            .map(|job| Submitted {
-                spec: job.spec,
-                body: job.body,
-                stop: job.stop,
-                budget: job.budget,
-            })
-            .collect();
-        self.inner.supervisor.do_send(Submit { items, fanout });
-        Ok(())
+        let items = jobs.into_iter().map(Submitted::from).collect();
+        self.send(Intake::Many { items, fanout }, n)
     }
 
     pub(crate) fn submit_jobs<T>(
@@ -232,17 +272,16 @@ impl Runtime {
         Fut: std::future::Future<Output = Result<T, JobError>> + 'static,
         T: Send + 'static,
     {
-        let (job, handle) = Job::new(spec, body);
-        Ok(self
-            .submit_jobs(vec![job], vec![handle], false)?
-            .pop()
-            .expect("one handle"))
+        let (job, mut handle) = Job::new(spec, body);
+        self.send_job(job)?;
+        handle.attach(self);
+        Ok(handle)
     }
 
     /// Submits one prepared job (see [`Job::new`], [`Job::retrying`]); its handle was
     /// returned when the job was made.
     pub fn submit_job(&self, job: Job) -> Result<(), SubmitError> {
-        self.send_jobs(vec![job], false)
+        self.send_job(job)
     }
 
     /// Submits prepared jobs (see [`Job::new`]) as one fan-out: released in batches of
@@ -259,7 +298,7 @@ impl Runtime {
         T: Send + 'static,
     {
         let (job, mut ticket) = Job::new_blocking(spec, body);
-        self.send_jobs(vec![job], false)?;
+        self.send_job(job)?;
         ticket.attach(self);
         Ok(ticket)
     }
@@ -269,20 +308,20 @@ impl Runtime {
     }
 
     pub(crate) async fn renew(&self, key: JobKey) -> Result<Duration, weir::LeaseError> {
-        self.inner
-            .supervisor
-            .send(Renew(key))
-            .await
-            .unwrap_or(Err(weir::LeaseError::Ended))
+        let (tx, rx) = oneshot::channel();
+        // Refused (the supervisor stopped): the sender is dropped with the item.
+        let _ = self.push(Intake::Renew(key, tx));
+        rx.await.unwrap_or(Err(weir::LeaseError::Ended))
     }
 
     pub(crate) fn park(&self, key: JobKey) {
-        self.inner.supervisor.do_send(Park(key));
+        let _ = self.push(Intake::Park(key));
     }
 
     pub(crate) async fn unpark(&self, key: JobKey) {
         let (tx, rx) = oneshot::channel();
-        self.inner.supervisor.do_send(Unpark(key, tx));
+        // Refused (the supervisor stopped): the dropped sender says no slot will come.
+        let _ = self.push(Intake::Unpark(key, tx));
         if rx.await.is_err() {
             // No slot will come: the job is being stopped (lease expired or cancelled).
             // Never run on without a slot; wait to be dropped.
@@ -338,7 +377,7 @@ impl Runtime {
     }
 
     pub(crate) fn report_cost(&self, key: JobKey, cost: u64) {
-        self.inner.supervisor.do_send(ReportCost { key, cost });
+        let _ = self.push(Intake::Cost { key, cost });
     }
 
     /// [`Runtime::stats`] for threads outside any async runtime.

@@ -18,6 +18,7 @@ use weir::{
 
 use crate::budget::CallBudget;
 use crate::context::JobContext;
+use crate::inbox::Intake;
 use crate::job::{ErasedBody, SlotReturn};
 use crate::redis_pool::{Answer, BackendSnapshot, SharedSlots};
 use crate::retrying::Rearm;
@@ -75,6 +76,8 @@ pub(crate) struct Supervisor {
     any_budget: bool,
     /// Resources whose slots are shared through Redis (see `redis_pool::shared`).
     shared: SharedSlots<Payload>,
+    /// The inbox's last batch, kept empty between drains for its capacity.
+    intake: Vec<Intake>,
 }
 
 struct ShutdownState {
@@ -105,6 +108,7 @@ impl Supervisor {
             schedule,
             shutdown: None,
             shared: SharedSlots::none(),
+            intake: Vec::new(),
         }
     }
 
@@ -270,7 +274,7 @@ impl Supervisor {
             body: task.body,
             ctx,
             stop: task.stop,
-            slot: SlotReturn::new(key, self.runtime.supervisor().clone()),
+            slot: SlotReturn::new(key, self.runtime.clone()),
         };
         if crate::failpoints::hit("weir::dispatch") {
             // Lost in transit: dropping the job reports it `Failed` and returns its slot.
@@ -284,8 +288,31 @@ impl Supervisor {
         self.workers.dispatch(run);
     }
 
-    fn submit(&mut self, items: Vec<Submitted>, fanout: bool) {
-        let now = self.now();
+    /// Takes in everything the inbox holds, in the order it was appended. The caller
+    /// drives the core after.
+    fn drain_inbox(&mut self, ctx: &mut Context<Self>) {
+        let mut batch = std::mem::take(&mut self.intake);
+        self.runtime.inbox().take(&mut batch);
+        if !batch.is_empty() {
+            let now = self.now();
+            for item in batch.drain(..) {
+                match item {
+                    Intake::One(item) => self.submit(std::iter::once(item), false, now),
+                    Intake::Many { items, fanout } => self.submit(items, fanout, now),
+                    Intake::Done(done) => self.take_done(done, now, ctx),
+                    Intake::Park(key) => self.park(key, now),
+                    Intake::Unpark(key, tx) => self.unpark(key, tx, now),
+                    Intake::Renew(key, tx) => {
+                        let _ = tx.send(self.renew(key, now));
+                    }
+                    Intake::Cost { key, cost } => self.report_cost(key, cost),
+                }
+            }
+        }
+        self.intake = batch;
+    }
+
+    fn submit(&mut self, items: impl IntoIterator<Item = Submitted>, fanout: bool, now: Duration) {
         let mut refused = 0;
         for (i, item) in items.into_iter().enumerate() {
             let release_at = if fanout {
@@ -362,10 +389,29 @@ impl Supervisor {
     }
 
     fn finish_shutdown_if_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.shutdown.is_none() {
+            return;
+        }
+        self.drain_inbox(ctx);
         let Some(state) = &mut self.shutdown else { return };
         if self.core.live_jobs() > 0 {
             return;
         }
+        // Submissions that raced the close: refused like any submission during shutdown.
+        // Nothing else can be pending: every job has ended.
+        let mut refused = 0;
+        for item in self.runtime.inbox().close() {
+            let items = match item {
+                Intake::One(item) => vec![item],
+                Intake::Many { items, .. } => items,
+                _ => Vec::new(),
+            };
+            for item in items {
+                refused += 1;
+                item.body.resolve(Outcome::Cancelled);
+            }
+        }
+        self.runtime.left_waiting(refused);
         for tx in state.reply.drain(..) {
             let _ = tx.send(state.report);
         }
@@ -375,6 +421,14 @@ impl Supervisor {
         let now = Instant::now().saturating_duration_since(self.origin);
         self.runtime.on_stopped(self.core.snapshot(now));
         ctx.stop();
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // Stopped without a shutdown (its system ended): what is still pending is dropped,
+        // so those jobs' handles resolve instead of waiting for a drain that never comes.
+        drop(self.runtime.inbox().close());
     }
 }
 
@@ -414,7 +468,9 @@ impl Message for GetBackendStats {
 impl Handler<GetBackendStats> for Supervisor {
     type Result = actix::MessageResult<GetBackendStats>;
 
-    fn handle(&mut self, _: GetBackendStats, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: GetBackendStats, ctx: &mut Context<Self>) -> Self::Result {
+        self.drain_inbox(ctx);
+        self.drive(ctx);
         actix::MessageResult(self.shared.snapshot())
     }
 }
@@ -426,22 +482,31 @@ pub(crate) struct Submitted {
     pub(crate) budget: Option<Arc<CallBudget>>,
 }
 
-/// New jobs; `fanout` releases them in batches.
-pub(crate) struct Submit {
-    pub(crate) items: Vec<Submitted>,
-    pub(crate) fanout: bool,
+impl From<crate::Job> for Submitted {
+    fn from(job: crate::Job) -> Self {
+        Self {
+            spec: job.spec,
+            body: job.body,
+            stop: job.stop,
+            budget: job.budget,
+        }
+    }
 }
 
-impl Message for Submit {
+/// The inbox has new items (see [`crate::inbox`]).
+pub(crate) struct Drain;
+
+impl Message for Drain {
     type Result = ();
 }
 
-impl Handler<Submit> for Supervisor {
+impl Handler<Drain> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
-        self.submit(msg.items, msg.fanout);
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        self.drain_inbox(ctx);
         self.drive(ctx);
+        self.finish_shutdown_if_idle(ctx);
     }
 }
 
@@ -453,16 +518,16 @@ pub(crate) struct Done {
     pub(crate) rearm: Option<Rearm>,
 }
 
-impl Message for Done {
-    type Result = ();
-}
-
-impl Handler<Done> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Done, ctx: &mut Context<Self>) {
+impl Supervisor {
+    /// A stop report taken from the inbox (the failpoints break this step).
+    fn take_done(&mut self, msg: Done, now: Duration, ctx: &mut Context<Self>) {
         if crate::failpoints::hit("weir::done::delay") {
-            ctx.run_later(Duration::from_millis(50), move |act, ctx| act.done(msg, ctx));
+            ctx.run_later(Duration::from_millis(50), move |act, ctx| {
+                let now = act.now();
+                act.done(msg, now);
+                act.drive(ctx);
+                act.finish_shutdown_if_idle(ctx);
+            });
             return;
         }
         if crate::failpoints::hit("weir::done::duplicate") {
@@ -472,18 +537,15 @@ impl Handler<Done> for Supervisor {
                     kind: msg.kind,
                     rearm: None,
                 },
-                ctx,
+                now,
             );
         }
-        self.done(msg, ctx);
+        self.done(msg, now);
     }
-}
 
-impl Supervisor {
     /// A started job stopped: returns its slot (once: a second report for the same key
-    /// is refused by the core and only logged).
-    fn done(&mut self, mut msg: Done, ctx: &mut Context<Self>) {
-        let now = self.now();
+    /// is refused by the core and only logged). The caller drives the core after.
+    fn done(&mut self, mut msg: Done, now: Duration) {
         // Its global lease goes back (a parent that ended while waiting for one drops
         // its waker here).
         drop(self.shared.release(msg.key));
@@ -494,7 +556,6 @@ impl Supervisor {
         }
         if let Some(rearm) = msg.rearm.take() {
             if self.retry(msg.key, rearm, now) {
-                self.drive(ctx);
                 return;
             }
         }
@@ -512,49 +573,39 @@ impl Supervisor {
                 tracing::error!(job = msg.key.id().0, error = %e, "done for a job the core does not hold")
             }
         }
-        self.drive(ctx);
-        self.finish_shutdown_if_idle(ctx);
     }
-}
 
-/// A parent gives its slot up while it waits for children.
-pub(crate) struct Park(pub(crate) JobKey);
-
-impl Message for Park {
-    type Result = ();
-}
-
-impl Handler<Park> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Park, ctx: &mut Context<Self>) {
-        let now = self.now();
-        match self.core.park(msg.0, now) {
-            Ok(()) => self.shared.park(msg.0),
+    /// A parent gives its slot up while it waits for children.
+    fn park(&mut self, key: JobKey, now: Duration) {
+        match self.core.park(key, now) {
+            Ok(()) => self.shared.park(key),
             // Its lease expired meanwhile: it is being stopped and will report Done.
-            Err(e) => tracing::debug!(job = msg.0.id().0, error = %e, "park refused"),
+            Err(e) => tracing::debug!(job = key.id().0, error = %e, "park refused"),
         }
-        self.drive(ctx);
     }
-}
 
-/// A parked parent asks for its slot back; `tx` fires when it is granted.
-pub(crate) struct Unpark(pub(crate) JobKey, pub(crate) oneshot::Sender<()>);
-
-impl Message for Unpark {
-    type Result = ();
-}
-
-impl Handler<Unpark> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Unpark, ctx: &mut Context<Self>) {
-        let now = self.now();
-        if let Err(e) = self.core.unpark(msg.0, Payload::Resume(msg.1), now) {
+    /// A parked parent asks for its slot back; `tx` fires when it is granted.
+    fn unpark(&mut self, key: JobKey, tx: oneshot::Sender<()>, now: Duration) {
+        if let Err(e) = self.core.unpark(key, Payload::Resume(tx), now) {
             // Dropping the sender tells the parent it has no slot; it is being stopped.
-            tracing::debug!(job = msg.0.id().0, error = %e, "unpark refused");
+            tracing::debug!(job = key.id().0, error = %e, "unpark refused");
         }
-        self.drive(ctx);
+    }
+
+    /// A running job reports its actual cost (charged against cost budgets when it ends).
+    fn report_cost(&mut self, key: JobKey, cost: u64) {
+        if let Err(e) = self.core.report_cost(key, cost) {
+            tracing::debug!(job = key.id().0, error = %e, "cost reported for a job the core does not hold");
+        }
+    }
+
+    /// A running job renews its lease: the new lease end (time since start).
+    fn renew(&mut self, key: JobKey, now: Duration) -> Result<Duration, weir::LeaseError> {
+        let renewed = self.core.renew(key, now);
+        if let Err(e) = renewed {
+            tracing::debug!(job = key.id().0, error = %e, "lease renewal refused");
+        }
+        renewed
     }
 }
 
@@ -569,8 +620,20 @@ impl Handler<Cancel> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) {
-        // No key yet: the submission has not arrived; `submit` sees the flag.
-        let Some(key) = msg.0.key() else { return };
+        self.drain_inbox(ctx);
+        // No key: the job was never submitted; if it is, `submit` sees the flag.
+        if let Some(key) = msg.0.key() {
+            self.cancel(key);
+        }
+        self.drive(ctx);
+        self.finish_shutdown_if_idle(ctx);
+    }
+}
+
+impl Supervisor {
+    /// Cancels `key` (its stop flag is set): a waiting job ends now, a running one stops
+    /// and reports Done.
+    fn cancel(&mut self, key: JobKey) {
         match self.core.cancel(key) {
             Cancelled::Removed(Payload::Fresh(task)) => {
                 self.runtime.left_waiting(1);
@@ -587,28 +650,6 @@ impl Handler<Cancel> for Supervisor {
             // An ended one needs nothing.
             Cancelled::Removed(Payload::Resume(_)) | Cancelled::Unknown => {}
         }
-        self.drive(ctx);
-        self.finish_shutdown_if_idle(ctx);
-    }
-}
-
-/// A running job reports its actual cost (charged against cost budgets when it ends).
-pub(crate) struct ReportCost {
-    pub(crate) key: JobKey,
-    pub(crate) cost: u64,
-}
-
-impl Message for ReportCost {
-    type Result = ();
-}
-
-impl Handler<ReportCost> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, msg: ReportCost, _: &mut Context<Self>) {
-        if let Err(e) = self.core.report_cost(msg.key, msg.cost) {
-            tracing::debug!(job = msg.key.id().0, error = %e, "cost reported for a job the core does not hold");
-        }
     }
 }
 
@@ -622,7 +663,9 @@ impl Message for GetUsage {
 impl Handler<GetUsage> for Supervisor {
     type Result = actix::MessageResult<GetUsage>;
 
-    fn handle(&mut self, msg: GetUsage, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: GetUsage, ctx: &mut Context<Self>) -> Self::Result {
+        self.drain_inbox(ctx);
+        self.drive(ctx);
         actix::MessageResult(self.core.usage(&msg.0, self.now()))
     }
 }
@@ -637,7 +680,9 @@ impl Message for GetStats {
 impl Handler<GetStats> for Supervisor {
     type Result = actix::MessageResult<GetStats>;
 
-    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: GetStats, ctx: &mut Context<Self>) -> Self::Result {
+        self.drain_inbox(ctx);
+        self.drive(ctx);
         actix::MessageResult(self.core.snapshot(self.now()))
     }
 }
@@ -656,6 +701,8 @@ impl Handler<Shutdown> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) {
+        self.drain_inbox(ctx);
+        self.drive(ctx);
         if let Some(state) = &mut self.shutdown {
             state.reply.push(msg.reply);
             self.finish_shutdown_if_idle(ctx);
@@ -694,25 +741,5 @@ impl Handler<Shutdown> for Supervisor {
             act.finish_shutdown_if_idle(ctx);
         });
         self.finish_shutdown_if_idle(ctx);
-    }
-}
-
-/// A running job renews its lease; answers the new lease end (time since start).
-pub(crate) struct Renew(pub(crate) JobKey);
-
-impl Message for Renew {
-    type Result = Result<Duration, weir::LeaseError>;
-}
-
-impl Handler<Renew> for Supervisor {
-    type Result = Result<Duration, weir::LeaseError>;
-
-    fn handle(&mut self, msg: Renew, _: &mut Context<Self>) -> Self::Result {
-        let now = self.now();
-        let renewed = self.core.renew(msg.0, now);
-        if let Err(e) = renewed {
-            tracing::debug!(job = msg.0.id().0, error = %e, "lease renewal refused");
-        }
-        renewed
     }
 }

@@ -156,6 +156,10 @@ impl<P> SharedSlots<P> {
     /// The job stopped, was cancelled or its local lease expired: its lease goes back,
     /// and if it was still waiting for one, its payload is returned.
     pub(crate) fn release(&mut self, key: JobKey) -> Option<P> {
+        // Every job's end comes here: with no shared resource there is nothing to look up.
+        if self.brokers.is_empty() {
+            return None;
+        }
         if let Some(resource) = self.leased.remove(&key) {
             self.send(&resource, Cmd::Return(key));
         }
@@ -167,6 +171,9 @@ impl<P> SharedSlots<P> {
 
     /// A parent gives its slot up while it waits for children: its lease goes back too.
     pub(crate) fn park(&mut self, key: JobKey) {
+        if self.brokers.is_empty() {
+            return;
+        }
         if let Some(resource) = self.leased.remove(&key) {
             self.send(&resource, Cmd::Return(key));
             self.parked.insert(key, resource);
@@ -176,6 +183,9 @@ impl<P> SharedSlots<P> {
     /// The resource of a parked parent of a shared resource that is granted its local
     /// slot back (it then needs a lease again).
     pub(crate) fn resumed(&mut self, key: JobKey) -> Option<ResourceId> {
+        if self.brokers.is_empty() {
+            return None;
+        }
         self.parked.remove(&key)
     }
 

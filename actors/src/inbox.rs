@@ -1,0 +1,162 @@
+//! The supervisor's batched intake: new jobs, and everything a started job tells the
+//! supervisor (its stop report, park, unpark, lease renewal, reported cost).
+//!
+//! # Why not one actix message per job
+//!
+//! Every job sends the supervisor at least two things: its submission and its stop
+//! report. As actix messages they cost an envelope allocation, a mailbox push and a
+//! handler call each, and each handler polls the core and reads the clock. Here they are
+//! appended to one buffer under a short lock instead, and only the append that finds the
+//! buffer un-notified sends the supervisor one [`Drain`](crate::supervisor::Drain)
+//! message. The supervisor takes the whole buffer in one go, so a burst of N jobs costs
+//! one message and one poll of the core, not 2N.
+//!
+//! # Order
+//!
+//! The buffer is one FIFO for every producer, so whatever one thread appends is taken in
+//! the order it was appended. In particular a job's park, unpark, renewal and reported
+//! cost are always handled before its own stop report: a report cannot overtake them, as
+//! it could if they travelled by different routes (a stop report in the buffer, taken by
+//! a `Drain` already queued ahead of a park in the mailbox).
+//!
+//! Messages from callers that still travel as actix messages (cancel, stats, usage,
+//! shutdown) drain the buffer before they are handled, so a caller's earlier submissions,
+//! and the stop reports of jobs whose outcome it has seen, are processed first, as with
+//! one mailbox.
+//!
+//! Once the supervisor stops, the inbox is closed: later appends are handed back to the
+//! caller (which resolves them), and whatever was pending is dropped, so the jobs'
+//! handles resolve instead of waiting forever.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use weir::{JobKey, LeaseError};
+
+use crate::supervisor::{Done, Submitted};
+
+/// One thing for the supervisor to take in.
+pub(crate) enum Intake {
+    /// One job, released at once.
+    One(Submitted),
+    /// Jobs submitted together; `fanout` releases them in batches.
+    Many { items: Vec<Submitted>, fanout: bool },
+    /// A started job stopped: its slot comes back.
+    Done(Done),
+    /// A parent gives its slot up while it waits for children.
+    Park(JobKey),
+    /// A parked parent asks for its slot back; the sender fires when it is granted.
+    Unpark(JobKey, oneshot::Sender<()>),
+    /// A running job renews its lease; answered with the new lease end.
+    Renew(JobKey, oneshot::Sender<Result<Duration, LeaseError>>),
+    /// A running job reports its actual cost (charged when it ends).
+    Cost { key: JobKey, cost: u64 },
+}
+
+#[derive(Default)]
+struct State {
+    items: Vec<Intake>,
+    /// A `Drain` message is on its way (or the supervisor is draining).
+    notified: bool,
+    closed: bool,
+}
+
+/// See the module docs.
+#[derive(Default)]
+pub(crate) struct Inbox {
+    state: Mutex<State>,
+}
+
+/// What an append found.
+pub(crate) enum Appended {
+    /// Appended; the caller must send the supervisor a `Drain`.
+    Notify,
+    /// Appended; a `Drain` is already on its way.
+    Queued,
+    /// The supervisor has stopped; the item comes back.
+    Closed(Intake),
+}
+
+impl Inbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock leaves a consistent Vec behind; keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `item`; says whether the supervisor must be notified.
+    pub(crate) fn push(&self, item: Intake) -> Appended {
+        let mut state = self.lock();
+        if state.closed {
+            return Appended::Closed(item);
+        }
+        state.items.push(item);
+        if std::mem::replace(&mut state.notified, true) {
+            Appended::Queued
+        } else {
+            Appended::Notify
+        }
+    }
+
+    /// Swaps the pending items with `spare` (which must be empty; its capacity is reused),
+    /// and clears the notification so the next append sends a fresh `Drain`.
+    pub(crate) fn take(&self, spare: &mut Vec<Intake>) {
+        debug_assert!(spare.is_empty(), "the previous batch was fully taken in");
+        let mut state = self.lock();
+        std::mem::swap(&mut state.items, spare);
+        state.notified = false;
+    }
+
+    /// Refuses later appends and returns what was pending.
+    pub(crate) fn close(&self) -> Vec<Intake> {
+        let mut state = self.lock();
+        state.closed = true;
+        std::mem::take(&mut state.items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(item: &Intake) -> Option<u64> {
+        match item {
+            Intake::Cost { cost, .. } => Some(*cost),
+            _ => None,
+        }
+    }
+
+    fn cost(n: u64) -> Intake {
+        Intake::Cost {
+            key: weir::Scheduler::<()>::new(weir::Config::default()).submit(
+                weir::JobSpec::new("t", "r"),
+                (),
+                Duration::ZERO,
+            ),
+            cost: n,
+        }
+    }
+
+    #[test]
+    fn only_the_first_append_after_a_take_notifies() {
+        let inbox = Inbox::default();
+        assert!(matches!(inbox.push(cost(1)), Appended::Notify));
+        assert!(matches!(inbox.push(cost(2)), Appended::Queued));
+        let mut batch = Vec::new();
+        inbox.take(&mut batch);
+        assert_eq!(batch.iter().filter_map(key_of).collect::<Vec<_>>(), [1, 2]);
+        assert!(matches!(inbox.push(cost(3)), Appended::Notify));
+    }
+
+    #[test]
+    fn a_closed_inbox_hands_items_back() {
+        let inbox = Inbox::default();
+        let _ = inbox.push(cost(1));
+        let pending = inbox.close();
+        assert_eq!(pending.len(), 1);
+        assert!(matches!(
+            inbox.push(cost(2)),
+            Appended::Closed(Intake::Cost { cost: 2, .. })
+        ));
+    }
+}
