@@ -67,7 +67,9 @@
 //! not to tenants ever seen. Written by hand because this ordering is the heart of
 //! weir's fairness promise and no maintained crate offers DRR with lazy removal.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::hash::FastMap;
 
 use crate::job::TenantId;
 
@@ -93,7 +95,7 @@ struct TenantQueue<T> {
 #[derive(Debug)]
 pub struct FairQueue<T> {
     quantum: u64,
-    index: HashMap<TenantId, usize>,
+    index: FastMap<TenantId, usize>,
     tenants: Vec<Option<TenantQueue<T>>>,
     free: Vec<usize>,
     active: VecDeque<usize>,
@@ -105,7 +107,7 @@ impl<T> FairQueue<T> {
     pub fn new(quantum: u32) -> Self {
         Self {
             quantum: u64::from(quantum.max(1)),
-            index: HashMap::new(),
+            index: FastMap::default(),
             tenants: Vec::new(),
             free: Vec::new(),
             active: VecDeque::new(),

@@ -38,6 +38,7 @@ mod config;
 mod fair;
 mod fanout;
 mod guard;
+mod hash;
 mod interval;
 mod jitter;
 mod job;

@@ -21,7 +21,7 @@
 //! * The core never sleeps: [`Scheduler::next_deadline`] says when it next needs a call.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use slab::Slab;
@@ -30,6 +30,7 @@ use crate::breaker::Permit;
 use crate::config::{Config, ResourceSettings};
 use crate::fair::FairQueue;
 use crate::guard::{Gate, Guard};
+use crate::hash::FastMap;
 use crate::job::{JobId, JobSpec, OnWaitTimeout, OutcomeKind, ResourceId, SkipReason, TenantId};
 use crate::limit::quota::{JobQuota, QuotaRefusal, Quotas, UsageSnapshot};
 use crate::pool::SlotPool;
@@ -166,7 +167,7 @@ struct Resource {
 pub struct Scheduler<T> {
     config: Config,
     resources: Vec<Resource>,
-    by_name: HashMap<ResourceId, u32>,
+    by_name: FastMap<ResourceId, u32>,
     jobs: Slab<Entry<T>>,
     waits: Deadlines<JobKey>,
     leases: Deadlines<JobKey>,
@@ -190,7 +191,7 @@ impl<T> Scheduler<T> {
         let mut s = Self {
             config,
             resources: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: FastMap::default(),
             jobs: Slab::new(),
             waits: Deadlines::default(),
             leases: Deadlines::default(),

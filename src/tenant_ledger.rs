@@ -30,7 +30,7 @@
 //!
 //! Units are cost units: with costs proportional to service time, that is slot-time.
 
-use std::collections::HashMap;
+use crate::hash::FastMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -50,12 +50,29 @@ struct TenantEntry {
     waits: Histogram<u64>,
 }
 
+impl TenantEntry {
+    /// Neither waiting nor holding a slot: its entry can be folded and dropped.
+    fn is_idle(&self) -> bool {
+        self.waiting == 0 && self.holding == 0
+    }
+}
+
+/// One job of the tenant stops waiting: when it was the last, its backlog period ends and
+/// what it was owed over the period is added up.
+fn leave_queue(entry: &mut TenantEntry, owed_per_weight: f64, backlogged_weight: &mut f64) {
+    entry.waiting = entry.waiting.saturating_sub(1);
+    if entry.waiting == 0 {
+        entry.owed += entry.weight * (owed_per_weight - entry.backlog_mark);
+        *backlogged_weight = (*backlogged_weight - entry.weight).max(0.0);
+    }
+}
+
 /// Fairness accounting of one resource (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct TenantLedger {
     owed_per_weight: f64,
     backlogged_weight: f64,
-    tenants: HashMap<TenantId, TenantEntry>,
+    tenants: FastMap<TenantId, TenantEntry>,
     /// Sums over dropped tenants' activity periods: received, owed, received^2 / owed.
     folded: (f64, f64, f64),
     worst_folded: Option<(Duration, TenantId)>,
@@ -114,26 +131,26 @@ impl TenantLedger {
         if self.backlogged_weight > 0.0 {
             self.owed_per_weight += f64::from(cost) / self.backlogged_weight;
         }
+        // One lookup per call: this runs for every job (issue 9).
         let Some(entry) = self.tenants.get_mut(tenant) else {
             return;
         };
         entry.received += f64::from(cost);
         let _ = entry.waits.record(micros(waited));
         entry.holding += 1;
-        self.unqueued(tenant);
+        leave_queue(entry, self.owed_per_weight, &mut self.backlogged_weight);
+        // It holds a slot now, so it is not idle.
     }
 
-    /// A waiting job of `tenant` stops waiting (granted, skipped, cancelled, requeued).
+    /// A waiting job of `tenant` stops waiting (skipped, cancelled, requeued).
     pub(crate) fn unqueued(&mut self, tenant: &TenantId) {
         let Some(entry) = self.tenants.get_mut(tenant) else {
             return;
         };
-        entry.waiting = entry.waiting.saturating_sub(1);
-        if entry.waiting == 0 {
-            entry.owed += entry.weight * (self.owed_per_weight - entry.backlog_mark);
-            self.backlogged_weight = (self.backlogged_weight - entry.weight).max(0.0);
+        leave_queue(entry, self.owed_per_weight, &mut self.backlogged_weight);
+        if entry.is_idle() {
+            self.drop_tenant(tenant);
         }
-        self.drop_if_idle(tenant);
     }
 
     /// A job of `tenant` gives its slot back.
@@ -142,18 +159,16 @@ impl TenantLedger {
             return;
         };
         entry.holding = entry.holding.saturating_sub(1);
-        self.drop_if_idle(tenant);
+        if entry.is_idle() {
+            self.drop_tenant(tenant);
+        }
     }
 
-    fn drop_if_idle(&mut self, tenant: &TenantId) {
-        if !self
-            .tenants
-            .get(tenant)
-            .is_some_and(|e| e.waiting == 0 && e.holding == 0)
-        {
+    /// Folds an idle tenant's figures into the resource's and forgets the tenant.
+    fn drop_tenant(&mut self, tenant: &TenantId) {
+        let Some(entry) = self.tenants.remove(tenant) else {
             return;
-        }
-        let entry = self.tenants.remove(tenant).expect("checked above");
+        };
         if entry.owed > 0.0 {
             let (r, e, spread) = &mut self.folded;
             *r += entry.received;

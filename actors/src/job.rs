@@ -51,7 +51,7 @@ pub(crate) struct SlotReturn {
     key: JobKey,
     runtime: Runtime,
     kind: OutcomeKind,
-    rearm: Option<Rearm>,
+    rearm: Option<Box<Rearm>>,
 }
 
 impl SlotReturn {
@@ -67,7 +67,7 @@ impl SlotReturn {
     /// Returns the slot with a failed attempt that may run again (a retrying job).
     pub(crate) fn rearm(mut self, rearm: Rearm) {
         self.kind = OutcomeKind::Failed;
-        self.rearm = Some(rearm);
+        self.rearm = Some(Box::new(rearm));
     }
 
     /// Returns the slot with the job's outcome.

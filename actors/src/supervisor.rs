@@ -356,8 +356,8 @@ impl Supervisor {
     /// A retrying job's attempt failed: asks the core to run it again. True when it
     /// will (it sleeps its backoff in the core, holding no slot); otherwise its handle
     /// resolves with this failure and the caller completes it.
-    fn retry(&mut self, key: JobKey, rearm: Rearm, now: Duration) -> bool {
-        let Rearm { body, error, ctx } = rearm;
+    fn retry(&mut self, key: JobKey, rearm: Box<Rearm>, now: Duration) -> bool {
+        let Rearm { body, error, ctx } = *rearm;
         let retry_after = match &error {
             weir::JobError::Job { retry_after, .. } => *retry_after,
             _ => None,
@@ -511,11 +511,12 @@ impl Handler<Drain> for Supervisor {
 }
 
 /// A started job stopped: its slot comes back. A retrying job's failed attempt comes
-/// with its re-armed body (`rearm`), which may run again.
+/// with its re-armed body (`rearm`), which may run again; boxed, because retries are
+/// rare and a `Done` travels with every job (in its task's future, through the inbox).
 pub(crate) struct Done {
     pub(crate) key: JobKey,
     pub(crate) kind: OutcomeKind,
-    pub(crate) rearm: Option<Rearm>,
+    pub(crate) rearm: Option<Box<Rearm>>,
 }
 
 impl Supervisor {

@@ -18,7 +18,7 @@
 //! tenant and a sweep costs O(log tenants) per entry it looks at.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -338,7 +338,7 @@ impl Usage {
 pub struct Quotas {
     tenant_rules: Rules,
     global_rules: Rules,
-    tenants: HashMap<TenantId, Usage>,
+    tenants: crate::hash::FastMap<TenantId, Usage>,
     global: Usage,
     /// `(could be dropped at, tenant)`, one entry per tracked tenant.
     idle: BinaryHeap<Reverse<(u64, TenantId)>>,
