@@ -152,15 +152,16 @@ impl Runtime {
     }
 
     /// Appends to the supervisor's inbox, notifying it if no drain is on its way; gives
-    /// the item back if the supervisor has stopped.
-    fn push(&self, item: Intake) -> Result<(), Intake> {
+    /// the item back (`Some`) if the supervisor has stopped.
+    #[must_use]
+    fn push(&self, item: Intake) -> Option<Intake> {
         match self.inner.inbox.push(item) {
             Appended::Notify => {
                 self.inner.supervisor.do_send(Drain);
-                Ok(())
+                None
             }
-            Appended::Queued => Ok(()),
-            Appended::Closed(item) => Err(item),
+            Appended::Queued => None,
+            Appended::Closed(item) => Some(item),
         }
     }
 
@@ -217,7 +218,7 @@ impl Runtime {
     /// Hands reserved submissions to the supervisor; if it has stopped, they are
     /// resolved `Cancelled` and refused.
     fn send(&self, intake: Intake, n: u64) -> Result<(), SubmitError> {
-        let Err(refused) = self.push(intake) else {
+        let Some(refused) = self.push(intake) else {
             return Ok(());
         };
         self.left_waiting(n);

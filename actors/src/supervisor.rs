@@ -356,8 +356,8 @@ impl Supervisor {
     /// A retrying job's attempt failed: asks the core to run it again. True when it
     /// will (it sleeps its backoff in the core, holding no slot); otherwise its handle
     /// resolves with this failure and the caller completes it.
-    fn retry(&mut self, key: JobKey, rearm: Box<Rearm>, now: Duration) -> bool {
-        let Rearm { body, error, ctx } = *rearm;
+    fn retry(&mut self, key: JobKey, rearm: Rearm, now: Duration) -> bool {
+        let Rearm { body, error, ctx } = rearm;
         let retry_after = match &error {
             weir::JobError::Job { retry_after, .. } => *retry_after,
             _ => None,
@@ -556,7 +556,7 @@ impl Supervisor {
             }
         }
         if let Some(rearm) = msg.rearm.take() {
-            if self.retry(msg.key, rearm, now) {
+            if self.retry(msg.key, *rearm, now) {
                 return;
             }
         }
