@@ -156,7 +156,9 @@ fn lower_bound_and_makespan_on_a_hand_checked_scenario() {
 #[test]
 fn outcome_counts_add_up_with_errors_and_skips() {
     let mut s = scenario(SMALL);
-    s.downstream.error_rate = 0.3;
+    // Every query fails, so failures show whichever jobs win the slots (which ones do
+    // depends on how a burst of submissions meets the fair queue, not on this property).
+    s.downstream.error_rate = 1.0;
     // No waiting at all: whatever finds no free slot is skipped.
     s.scheduler.slot_wait_timeout = std::time::Duration::ZERO;
     let results = run(&s, &Policy::ALL);
