@@ -464,6 +464,29 @@ impl<T> Scheduler<T> {
             self.expire_lease(key, now, out);
         }
         self.grant(now, out);
+        self.retire_stale_deadlines();
+    }
+
+    /// Drops wait and lease deadlines that can no longer fire from the fronts of their
+    /// FIFOs, so ended jobs do not leave them behind until they fall due. A deadline is
+    /// stale exactly when `expire_wait` / `expire_lease` would ignore it at any later
+    /// time: its job ended, left the stage it was set for, or set a newer one.
+    fn retire_stale_deadlines(&mut self) {
+        let jobs = &self.jobs;
+        let live = |key: JobKey| jobs.get(key.idx as usize).filter(|e| e.id == key.id);
+        self.waits.retire_stale(|at, key| {
+            live(key).map_or(true, |e| match (&e.stage, e.wait_timeout) {
+                // Requeued since: a newer deadline was set with the new `since`.
+                (Stage::Waiting { since }, Some(wait)) => since.saturating_add(wait) != at,
+                _ => true,
+            })
+        });
+        self.leases.retire_stale(|at, key| {
+            // Renewed or granted again since: `lease_until` moved past this deadline.
+            live(key).map_or(true, |e| {
+                !matches!(e.stage, Stage::Running { .. }) || e.lease_until > at
+            })
+        });
     }
 
     fn grant(&mut self, now: Duration, out: &mut Vec<Event<T>>) {

@@ -40,6 +40,22 @@ impl<K: Copy> Deadlines<K> {
         fifo.push_back((at, key));
     }
 
+    /// Drops entries from the front of every group for as long as `stale(at, key)` says
+    /// they no longer apply. Lazy deletion alone keeps an ended job's deadlines until they
+    /// fall due: at a million jobs a second and a one-minute lease that is sixty million
+    /// entries held for nothing. Since each group is in deadline order and jobs mostly
+    /// end in the order they started, the fronts are where stale entries gather.
+    pub fn retire_stale(&mut self, mut stale: impl FnMut(Duration, K) -> bool) {
+        for (_, fifo) in &mut self.groups {
+            while let Some(&(at, key)) = fifo.front() {
+                if !stale(at, key) {
+                    break;
+                }
+                fifo.pop_front();
+            }
+        }
+    }
+
     /// The earliest pending deadline, if any.
     pub fn next(&self) -> Option<Duration> {
         self.groups
