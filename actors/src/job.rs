@@ -182,7 +182,7 @@ where
     fn spawn(self: Box<Self>, ctx: JobContext, stop: Arc<Stop>, slot: SlotReturn) {
         let Typed { body, tx } = *self;
         let span = job_span(&ctx);
-        actix_rt::spawn(
+        crate::jobset::spawn(
             async move {
                 let (outcome, kind) = run_attempt(async move { body(ctx).await }, &stop).await;
                 // The slot's report goes first: once a caller sees the outcome, a stats

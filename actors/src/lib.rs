@@ -43,6 +43,7 @@ mod failpoints;
 mod handle;
 mod inbox;
 mod job;
+mod jobset;
 mod profile;
 mod recurring;
 pub mod redis_pool;

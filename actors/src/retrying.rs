@@ -38,7 +38,7 @@ where
 {
     fn spawn(self: Box<Self>, ctx: JobContext, stop: Arc<Stop>, slot: SlotReturn) {
         let span = job_span(&ctx);
-        actix_rt::spawn(
+        crate::jobset::spawn(
             async move {
                 let this = self;
                 let keep = ctx.clone();
