@@ -170,6 +170,7 @@ impl Supervisor {
             }
         }
         self.events = events;
+        self.workers.flush();
         self.runtime.left_waiting(left_waiting);
         self.schedule_wake(now, ctx);
     }

@@ -42,19 +42,26 @@ impl Run {
     }
 }
 
-impl Message for Run {
+/// The jobs granted to one worker in one pass of the supervisor: one message per worker
+/// per pass, not one per job, so a burst of grants costs each worker thread one mailbox
+/// push and one wake-up.
+pub(crate) struct RunBatch(Vec<Run>);
+
+impl Message for RunBatch {
     type Result = ();
 }
 
-impl Handler<Run> for Worker {
+impl Handler<RunBatch> for Worker {
     type Result = ();
 
-    fn handle(&mut self, msg: Run, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: RunBatch, _: &mut Context<Self>) {
         if crate::failpoints::hit("weir::worker::run") {
-            // Simulates a worker that dies while it holds a job.
+            // Simulates a worker that dies while it holds jobs.
             panic!("failpoint weir::worker::run: the worker dies");
         }
-        msg.spawn_here();
+        for run in msg.0 {
+            run.spawn_here();
+        }
     }
 }
 
@@ -62,27 +69,38 @@ impl Handler<Run> for Worker {
 #[derive(Debug, Default)]
 pub(crate) struct WorkerPool {
     workers: Vec<(actix_rt::ArbiterHandle, Addr<Worker>)>,
+    /// Jobs handed to each worker since the last [`WorkerPool::flush`].
+    pending: Vec<Vec<Run>>,
     next: usize,
     restarts: u64,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("job", &self.ctx.key())
+            .finish_non_exhaustive()
+    }
 }
 
 impl WorkerPool {
     /// Starts one worker on each arbiter.
     pub(crate) fn start(arbiters: &[actix_rt::Arbiter]) -> Self {
-        let workers = arbiters
+        let workers: Vec<_> = arbiters
             .iter()
             .map(|a| (a.handle(), Worker::start_in_arbiter(&a.handle(), |_| Worker)))
             .collect();
         Self {
+            pending: workers.iter().map(|_| Vec::new()).collect(),
             workers,
             next: 0,
             restarts: 0,
         }
     }
 
-    /// Hands a job to the next worker, restarting it first if it died; runs the job
-    /// here (on the caller's arbiter) if there are no workers or the worker cannot be
-    /// restarted.
+    /// Hands a job to the next worker; it is sent with the worker's other jobs at the
+    /// next [`WorkerPool::flush`]. Runs the job here (on the caller's arbiter) if there
+    /// are no workers.
     pub(crate) fn dispatch(&mut self, run: Run) {
         if self.workers.is_empty() {
             run.spawn_here();
@@ -90,20 +108,34 @@ impl WorkerPool {
         }
         let i = self.next % self.workers.len();
         self.next = self.next.wrapping_add(1);
-        let (arbiter, worker) = &mut self.workers[i];
-        if !worker.connected() {
-            *worker = Worker::start_in_arbiter(arbiter, |_| Worker);
-            self.restarts += 1;
-            tracing::warn!(worker = i, restarts = self.restarts, "worker died; restarted");
-        }
-        if worker.connected() {
-            worker.do_send(run);
-        } else {
-            tracing::error!(
-                worker = i,
-                "worker arbiter is gone; running the job on the supervisor's arbiter"
-            );
-            run.spawn_here();
+        self.pending[i].push(run);
+    }
+
+    /// Sends each worker the jobs handed to it since the last flush, restarting it first
+    /// if it died; runs them here if the worker cannot be restarted. The supervisor
+    /// flushes at the end of every pass, so no job waits for a later one.
+    pub(crate) fn flush(&mut self) {
+        for (i, ((arbiter, worker), pending)) in self.workers.iter_mut().zip(&mut self.pending).enumerate() {
+            if pending.is_empty() {
+                continue;
+            }
+            let runs = std::mem::take(pending);
+            if !worker.connected() {
+                *worker = Worker::start_in_arbiter(arbiter, |_| Worker);
+                self.restarts += 1;
+                tracing::warn!(worker = i, restarts = self.restarts, "worker died; restarted");
+            }
+            if worker.connected() {
+                worker.do_send(RunBatch(runs));
+            } else {
+                tracing::error!(
+                    worker = i,
+                    "worker arbiter is gone; running its jobs on the supervisor's arbiter"
+                );
+                for run in runs {
+                    run.spawn_here();
+                }
+            }
         }
     }
 }
