@@ -838,6 +838,11 @@ impl<T> Scheduler<T> {
         self.live(key).map(|e| &self.resources[e.resource as usize].name)
     }
 
+    /// The tenant of a live job.
+    pub fn tenant_of(&self, key: JobKey) -> Option<&TenantId> {
+        self.live(key).map(|e| &e.tenant)
+    }
+
     /// Attempts granted to a live job so far.
     pub fn attempts(&self, key: JobKey) -> Option<u32> {
         self.live(key).map(|e| e.attempts)

@@ -44,7 +44,8 @@ impl std::fmt::Debug for Payload {
 pub(crate) struct Task {
     body: Box<dyn ErasedBody>,
     stop: Arc<Stop>,
-    tenant: TenantId,
+    /// The resource it was submitted to (the core knows its tenant; not kept twice, since
+    /// every waiting job holds a `Task`).
     resource: ResourceId,
     budget: Option<Arc<CallBudget>>,
 }
@@ -262,15 +263,11 @@ impl Supervisor {
         self.running[i] = Some((key, task.stop.clone()));
         // After a fallback the job runs on another resource than it was submitted to.
         let resource = self.core.resource_of(key).cloned().unwrap_or(task.resource);
-        let ctx = JobContext::new(
-            key,
-            task.tenant,
-            resource,
-            task.stop.clone(),
-            self.runtime.clone(),
-        )
-        .with_budget(task.budget)
-        .with_fencing_token(fencing_token);
+        // Live: it was granted a slot this pass (or holds one while it waited for a lease).
+        let tenant = self.core.tenant_of(key).cloned().unwrap_or_default();
+        let ctx = JobContext::new(key, tenant, resource, task.stop.clone(), self.runtime.clone())
+            .with_budget(task.budget)
+            .with_fencing_token(fencing_token);
         let run = Run {
             body: task.body,
             ctx,
@@ -325,7 +322,6 @@ impl Supervisor {
             let task = Task {
                 body: item.body,
                 stop: item.stop.clone(),
-                tenant: item.spec.tenant.clone(),
                 resource: item.spec.resource.clone(),
                 budget,
             };
@@ -367,7 +363,6 @@ impl Supervisor {
         let task = Task {
             body,
             stop: stop.clone(),
-            tenant: ctx.tenant().clone(),
             resource: ctx.resource().clone(),
             budget: ctx.budget().cloned(),
         };
