@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
@@ -52,8 +52,10 @@ pub(crate) struct Stop {
     waker: AtomicWaker,
     /// The job's key in the scheduler core; set once by the supervisor at submission.
     key: OnceLock<JobKey>,
-    /// Blocking sections of the job still running on the blocking pool.
-    blocking: AtomicUsize,
+    /// Blocking sections of the job still running on the blocking pool. 32 bits: with the
+    /// reason beside it that keeps `Arc<Stop>` in glibc's 112-byte size class instead of
+    /// the 128-byte one, 16 bytes less per queued job (issue 9).
+    blocking: AtomicU32,
     /// Woken when `blocking` drops to zero.
     idle: tokio::sync::Notify,
 }
@@ -101,7 +103,7 @@ impl Stop {
     }
 
     /// Blocking sections still running.
-    pub(crate) fn blocking_sections(&self) -> usize {
+    pub(crate) fn blocking_sections(&self) -> u32 {
         self.blocking.load(Ordering::Acquire)
     }
 
