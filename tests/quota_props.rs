@@ -1,6 +1,8 @@
 //! Quotas on virtual time (issue 6): windows are exact over sliding intervals, a refusal's
 //! retry time is exact, and cost stays within its budget but for estimate errors.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -213,28 +215,9 @@ proptest! {
     }
 }
 
-/// The seed numbers of issue 6: per user 10/min, 100/h, 500/day.
-fn seed_config() -> Config {
-    Config::from_toml_str(
-        r#"
-        [quotas.per_user]
-        windows = [{ limit = 10, per = "1m" }, { limit = 100, per = "1h" }, { limit = 500, per = "1day" }]
-        cost_budget = 5000000
-        cost_window = "1day"
-
-        [quotas.global]
-        scope = "global"
-        windows = [{ limit = 1000, per = "1h" }]
-        cost_budget = 100000000
-        cost_window = "1day"
-        "#,
-    )
-    .unwrap()
-}
-
 #[test]
 fn an_eleventh_request_inside_a_minute_is_refused_and_its_retry_after_passes() {
-    let mut core: Scheduler<u32> = Scheduler::new(seed_config());
+    let mut core: Scheduler<u32> = Scheduler::new(common::seed_quotas());
     let mut events = Vec::new();
     let mut now = Duration::ZERO;
     for i in 0..10 {
@@ -287,7 +270,7 @@ fn an_eleventh_request_inside_a_minute_is_refused_and_its_retry_after_passes() {
 
 #[test]
 fn a_job_that_waits_for_quota_is_granted_at_its_retry_time() {
-    let mut core: Scheduler<u32> = Scheduler::new(seed_config());
+    let mut core: Scheduler<u32> = Scheduler::new(common::seed_quotas());
     let mut events = Vec::new();
     for i in 0..10 {
         core.submit(JobSpec::new("alice", "store"), i, Duration::ZERO);
@@ -322,7 +305,7 @@ fn a_job_that_waits_for_quota_is_granted_at_its_retry_time() {
 
 #[test]
 fn cost_is_reserved_at_admission_and_corrected_to_the_actual_cost() {
-    let mut core: Scheduler<u32> = Scheduler::new(seed_config());
+    let mut core: Scheduler<u32> = Scheduler::new(common::seed_quotas());
     let mut events = Vec::new();
     let alice = TenantId::new("alice");
     let t0 = Duration::ZERO;
@@ -375,7 +358,7 @@ fn cost_is_reserved_at_admission_and_corrected_to_the_actual_cost() {
 
 #[test]
 fn idle_tenants_are_dropped_once_their_windows_have_passed() {
-    let mut core: Scheduler<u32> = Scheduler::new(seed_config());
+    let mut core: Scheduler<u32> = Scheduler::new(common::seed_quotas());
     let mut events = Vec::new();
     for i in 0..1000 {
         core.submit(JobSpec::new(format!("t{i}"), "store"), i, Duration::ZERO);

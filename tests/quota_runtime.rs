@@ -8,26 +8,8 @@ use std::time::Duration;
 
 use common::paused;
 use tokio::time::{sleep, Instant};
-use weir::{Config, JobError, JobSpec, Outcome, QuotaScope, SkipReason};
+use weir::{JobError, JobSpec, Outcome, QuotaScope, SkipReason};
 use weir_actors::Runtime;
-
-fn seed_config() -> Config {
-    Config::from_toml_str(
-        r#"
-        [quotas.per_user]
-        windows = [{ limit = 10, per = "1m" }, { limit = 100, per = "1h" }, { limit = 500, per = "1day" }]
-        cost_budget = 5000000
-        cost_window = "1day"
-
-        [quotas.global]
-        scope = "global"
-        windows = [{ limit = 1000, per = "1h" }]
-        cost_budget = 100000000
-        cost_window = "1day"
-        "#,
-    )
-    .unwrap()
-}
 
 fn request(runtime: &Runtime, spec: JobSpec) -> weir_actors::JobHandle<()> {
     runtime
@@ -41,7 +23,7 @@ fn request(runtime: &Runtime, spec: JobSpec) -> weir_actors::JobHandle<()> {
 #[test]
 fn the_eleventh_request_in_a_minute_is_refused_and_honouring_retry_after_passes() {
     paused(async {
-        let runtime = Runtime::start(seed_config()).unwrap();
+        let runtime = Runtime::start(common::seed_quotas()).unwrap();
         let start = Instant::now();
         for _ in 0..10 {
             assert_eq!(
@@ -86,7 +68,7 @@ fn the_eleventh_request_in_a_minute_is_refused_and_honouring_retry_after_passes(
 #[test]
 fn a_job_that_waits_for_quota_runs_when_the_window_has_room() {
     paused(async {
-        let runtime = Runtime::start(seed_config()).unwrap();
+        let runtime = Runtime::start(common::seed_quotas()).unwrap();
         let start = Instant::now();
         let first: Vec<_> = (0..10)
             .map(|_| request(&runtime, JobSpec::new("alice", "llm")))
@@ -111,7 +93,7 @@ fn a_job_that_waits_for_quota_runs_when_the_window_has_room() {
 #[test]
 fn jobs_report_their_cost_and_the_budget_refuses_what_no_longer_fits() {
     paused(async {
-        let runtime = Runtime::start(seed_config()).unwrap();
+        let runtime = Runtime::start(common::seed_quotas()).unwrap();
         // Estimated $1, actually cost $4.50 (tokens in and out times a price).
         let costly = runtime
             .submit(
