@@ -26,7 +26,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult, SpawnHandle};
+use actix::{Actor, ActorContext, Addr, Context, Handler, Message, MessageResult};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use tokio::sync::oneshot;
@@ -38,6 +38,7 @@ use weir::{
 
 use crate::context::JobContext;
 use crate::runtime::{Runtime, SubmitError};
+use crate::wake::Wake;
 
 type Reply<V> = oneshot::Sender<Outcome<V>>;
 type BatchFn<B, I, V> =
@@ -198,7 +199,7 @@ where
             resource: ResourceId::new(&config.resource),
             batch_fn,
             origin: Instant::now(),
-            wake: None,
+            wake: Wake::default(),
             stats: CoalesceStats::default(),
         };
         Ok(Self { addr: actor.start() })
@@ -252,7 +253,7 @@ struct CoalesceActor<B, I, V> {
     batch_fn: BatchFn<B, I, V>,
     origin: Instant,
     /// The wake-up scheduled for the buffer's next deadline.
-    wake: Option<(Duration, SpawnHandle)>,
+    wake: Wake,
     stats: CoalesceStats,
 }
 
@@ -318,20 +319,10 @@ where
     }
 
     fn schedule_wake(&mut self, now: Duration, ctx: &mut Context<Self>) {
-        let Some(at) = self.buffer.next_deadline() else {
-            return;
-        };
-        if let Some((scheduled, handle)) = self.wake {
-            if scheduled <= at {
-                return;
-            }
-            ctx.cancel_future(handle);
+        if let Some(at) = self.buffer.next_deadline() {
+            self.wake
+                .arm(at, now, ctx, |act| &mut act.wake, |act, ctx| act.drive(ctx));
         }
-        let handle = ctx.run_later(at.saturating_sub(now), |act, ctx| {
-            act.wake = None;
-            act.drive(ctx);
-        });
-        self.wake = Some((at, handle));
     }
 }
 

@@ -53,6 +53,7 @@ mod settings;
 pub mod simulate;
 mod stop;
 mod supervisor;
+mod wake;
 mod worker;
 
 pub use coalescer::{CoalesceStats, Coalescer, CoalescerError};

@@ -13,11 +13,12 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult, SpawnHandle};
+use actix::{Actor, ActorContext, Addr, Context, Handler, Message, MessageResult};
 use tokio::time::Instant;
 use weir::{DueRun, IntervalTable, Recurring};
 
 use crate::coalescer::CoalescerError;
+use crate::wake::Wake;
 use crate::{Job, JobHandle, Runtime};
 
 /// A handle to a recurring-checks actor; cheap to clone.
@@ -78,7 +79,7 @@ impl<K: Hash + Eq + Clone + Send + 'static> RecurringChecks<K> {
             runtime,
             make: Box::new(make),
             origin: Instant::now(),
-            wake: None,
+            wake: Wake::default(),
             runs: 0,
         };
         Ok(Self {
@@ -120,7 +121,7 @@ struct RecurringActor<K> {
     runtime: Runtime,
     make: Make<K>,
     origin: Instant,
-    wake: Option<(Duration, SpawnHandle)>,
+    wake: Wake,
     runs: u64,
 }
 
@@ -153,20 +154,10 @@ impl<K: Hash + Eq + Clone + Send + 'static> RecurringActor<K> {
     }
 
     fn schedule_wake(&mut self, now: Duration, ctx: &mut Context<Self>) {
-        let Some(at) = self.schedule.next_deadline() else {
-            return;
-        };
-        if let Some((scheduled, handle)) = self.wake {
-            if scheduled <= at {
-                return;
-            }
-            ctx.cancel_future(handle);
+        if let Some(at) = self.schedule.next_deadline() {
+            self.wake
+                .arm(at, now, ctx, |act| &mut act.wake, |act, ctx| act.drive(ctx));
         }
-        let handle = ctx.run_later(at.saturating_sub(now), |act, ctx| {
-            act.wake = None;
-            act.drive(ctx);
-        });
-        self.wake = Some((at, handle));
     }
 }
 
