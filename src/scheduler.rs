@@ -71,6 +71,10 @@ pub enum Event<T> {
         lease: Duration,
         /// How long it waited for the slot.
         waited: Duration,
+        /// What is left of the job's own wait timeout (its option, else its resource's),
+        /// for a shell that makes the job wait further before it starts (a slot shared
+        /// through Redis); `None` when it has none or asked to be requeued instead.
+        wait_left: Option<Duration>,
     },
     /// The job waited past its wait timeout and will not run.
     Skipped {
@@ -528,6 +532,10 @@ impl<T> Scheduler<T> {
         entry.stage = Stage::Running { granted_at: now };
         entry.permit = permit;
         entry.attempts = entry.attempts.saturating_add(1);
+        let wait_left = match entry.on_wait_timeout {
+            OnWaitTimeout::Requeue => None,
+            OnWaitTimeout::Skip => entry.wait_timeout.map(|w| w.saturating_sub(waited)),
+        };
         let lease = entry.lease;
         entry.lease_until = now.saturating_add(lease);
         self.leases.push(now, lease, key);
@@ -539,6 +547,7 @@ impl<T> Scheduler<T> {
             payload,
             lease,
             waited,
+            wait_left,
         });
         true
     }

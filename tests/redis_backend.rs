@@ -213,3 +213,46 @@ fn fail_open_local_admits_at_most_the_local_cap_while_redis_is_down() {
     assert_eq!(s.fail_open_admissions, 8, "each admission counted");
     assert_eq!(s.grants, 0);
 }
+
+#[test]
+fn a_jobs_own_wait_timeout_bounds_its_wait_for_a_global_lease() {
+    let server = RedisServer::start();
+    let (held, waiter, requeued) = run(async {
+        // The resource lets a job wait 60 s; the waiting job asks for 300 ms of its own.
+        let holder = Runtime::start(shared(&server.url(), 1, 3000, FailurePolicy::FailClosed, 1)).unwrap();
+        let other = Runtime::start(shared(&server.url(), 1, 3000, FailurePolicy::FailClosed, 1)).unwrap();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let held = holder
+            .submit(JobSpec::new("a", "store"), move |_ctx| async move {
+                let _ = started_tx.send(());
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                Ok::<_, JobError>(())
+            })
+            .unwrap();
+        started_rx.await.unwrap();
+        // Its local slot is free at once; only the global lease is held elsewhere.
+        let spec = JobSpec::new("b", "store").wait_timeout(Duration::from_millis(300));
+        let waiter = other
+            .submit(spec, |_ctx| async { Ok::<_, JobError>(()) })
+            .unwrap();
+        // A job that asked to be requeued at its wait timeout is never skipped for it:
+        // it runs once the holder is done.
+        let spec = JobSpec::new("c", "store")
+            .wait_timeout(Duration::from_millis(300))
+            .requeue_on_wait_timeout();
+        let requeued = holder
+            .submit(spec, |_ctx| async { Ok::<_, JobError>(()) })
+            .unwrap();
+        let (held, waiter, requeued) = futures::join!(held, waiter, requeued);
+        holder.shutdown(Duration::from_secs(1)).await;
+        other.shutdown(Duration::from_secs(1)).await;
+        (held, waiter, requeued)
+    });
+    assert_eq!(held, Outcome::Completed(()));
+    assert_eq!(
+        waiter,
+        Outcome::Skipped(SkipReason::NoSlot),
+        "skipped by its own 300 ms"
+    );
+    assert_eq!(requeued, Outcome::Completed(()));
+}

@@ -126,20 +126,17 @@ impl Supervisor {
         for event in events.drain(..) {
             match event {
                 Event::Granted {
-                    key, payload, waited, ..
+                    key,
+                    payload,
+                    wait_left,
+                    ..
                 } => match payload {
                     Payload::Fresh(task) if self.shared.is_shared(&task.resource) => {
                         left_waiting += 1;
                         // Holds its local slot while it waits for a global lease, for
-                        // what is left of its wait timeout.
-                        let wait = self.core.config().resource(task.resource.as_str()).wait_timeout;
+                        // what is left of its own wait timeout.
                         let resource = task.resource.clone();
-                        self.shared.want(
-                            key,
-                            resource,
-                            Payload::Fresh(task),
-                            Some(wait.saturating_sub(waited)),
-                        );
+                        self.shared.want(key, resource, Payload::Fresh(task), wait_left);
                     }
                     Payload::Fresh(task) => {
                         left_waiting += 1;
