@@ -10,6 +10,7 @@
 //! handle resolves. The [`WorkerPool`] restarts a dead worker on its arbiter before the
 //! next dispatch, and runs the job on the supervisor's own arbiter if even that fails.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use actix::{Actor, Addr, Context, Handler, Message};
@@ -21,7 +22,10 @@ use crate::stop::Stop;
 /// Runs granted jobs on its arbiter. It keeps no per-job state, so a restarted worker
 /// picks up where the dead one stopped.
 #[derive(Debug, Default)]
-pub(crate) struct Worker;
+pub(crate) struct Worker {
+    /// Set while the worker dies, before the jobs it held report their end.
+    dead: Arc<AtomicBool>,
+}
 
 impl Actor for Worker {
     type Context = Context<Self>;
@@ -51,10 +55,29 @@ impl Message for RunBatch {
     type Result = ();
 }
 
+/// Marks its worker dead when dropped by a panic's unwinding.
+///
+/// Why: actix notices a dead actor only when its task is dropped, after the panic has
+/// unwound through the handler and dropped the jobs, whose `SlotReturn`s report their
+/// end. Without this flag the supervisor could see such a report, grant the slot again
+/// and send the next job into the dying worker's mailbox, where it would be lost too.
+/// A handler's locals drop before its arguments, so the flag is set before any job of
+/// the batch reports.
+struct DeathMark<'a>(&'a AtomicBool);
+
+impl Drop for DeathMark<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+}
+
 impl Handler<RunBatch> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: RunBatch, _: &mut Context<Self>) {
+        let _mark = DeathMark(&self.dead);
         if crate::failpoints::hit("weir::worker::run") {
             // Simulates a worker that dies while it holds jobs.
             panic!("failpoint weir::worker::run: the worker dies");
@@ -65,10 +88,31 @@ impl Handler<RunBatch> for Worker {
     }
 }
 
+/// A worker's arbiter, address and death flag.
+#[derive(Debug)]
+struct WorkerSlot {
+    arbiter: actix_rt::ArbiterHandle,
+    addr: Addr<Worker>,
+    dead: Arc<AtomicBool>,
+}
+
+impl WorkerSlot {
+    fn start(arbiter: actix_rt::ArbiterHandle) -> Self {
+        let dead = Arc::new(AtomicBool::new(false));
+        let flag = dead.clone();
+        let addr = Worker::start_in_arbiter(&arbiter, move |_| Worker { dead: flag });
+        Self { arbiter, addr, dead }
+    }
+
+    fn alive(&self) -> bool {
+        self.addr.connected() && !self.dead.load(Ordering::Acquire)
+    }
+}
+
 /// The workers, one per worker arbiter, served round-robin.
 #[derive(Debug, Default)]
 pub(crate) struct WorkerPool {
-    workers: Vec<(actix_rt::ArbiterHandle, Addr<Worker>)>,
+    workers: Vec<WorkerSlot>,
     /// Jobs handed to each worker since the last [`WorkerPool::flush`].
     pending: Vec<Vec<Run>>,
     next: usize,
@@ -86,10 +130,7 @@ impl std::fmt::Debug for Run {
 impl WorkerPool {
     /// Starts one worker on each arbiter.
     pub(crate) fn start(arbiters: &[actix_rt::Arbiter]) -> Self {
-        let workers: Vec<_> = arbiters
-            .iter()
-            .map(|a| (a.handle(), Worker::start_in_arbiter(&a.handle(), |_| Worker)))
-            .collect();
+        let workers: Vec<_> = arbiters.iter().map(|a| WorkerSlot::start(a.handle())).collect();
         Self {
             pending: workers.iter().map(|_| Vec::new()).collect(),
             workers,
@@ -115,18 +156,18 @@ impl WorkerPool {
     /// if it died; runs them here if the worker cannot be restarted. The supervisor
     /// flushes at the end of every pass, so no job waits for a later one.
     pub(crate) fn flush(&mut self) {
-        for (i, ((arbiter, worker), pending)) in self.workers.iter_mut().zip(&mut self.pending).enumerate() {
+        for (i, (worker, pending)) in self.workers.iter_mut().zip(&mut self.pending).enumerate() {
             if pending.is_empty() {
                 continue;
             }
             let runs = std::mem::take(pending);
-            if !worker.connected() {
-                *worker = Worker::start_in_arbiter(arbiter, |_| Worker);
+            if !worker.alive() {
+                *worker = WorkerSlot::start(worker.arbiter.clone());
                 self.restarts += 1;
                 tracing::warn!(worker = i, restarts = self.restarts, "worker died; restarted");
             }
-            if worker.connected() {
-                worker.do_send(RunBatch(runs));
+            if worker.alive() {
+                worker.addr.do_send(RunBatch(runs));
             } else {
                 tracing::error!(
                     worker = i,
