@@ -256,3 +256,64 @@ fn a_jobs_own_wait_timeout_bounds_its_wait_for_a_global_lease() {
     );
     assert_eq!(requeued, Outcome::Completed(()));
 }
+
+#[test]
+fn a_fallback_whose_slots_are_shared_through_redis_takes_a_global_lease() {
+    let server = RedisServer::start();
+    let store = Downstream::new(1);
+    let config = || {
+        // "primary" is local and always fails; once its breaker opens, jobs move to
+        // "store", whose one slot is shared by both runtimes through Redis.
+        let mut c = shared(&server.url(), 1, 3000, FailurePolicy::FailClosed, 1);
+        let text = r#"
+            [scheduler]
+            max_concurrent = 1
+            batch_delay = "0s"
+            [resources.primary]
+            max_concurrent = 4
+            fallback = "store"
+            breaker = { error_rate = 0.5, window = "1h", min_calls = 2, cooldown = "1h", half_open_probes = 1, half_open_timeout = "1h" }
+            [resources.store]
+            max_concurrent = 1
+        "#;
+        let mut resilient = Config::from_toml_str(text).unwrap();
+        resilient.backends = std::mem::take(&mut c.backends);
+        resilient
+    };
+    let outcomes = run(async {
+        let runtimes: Vec<Runtime> = (0..2).map(|_| Runtime::start(config()).unwrap()).collect();
+        let submit = |rt: &Runtime| {
+            let store = store.clone();
+            rt.submit(JobSpec::new("a", "primary"), move |ctx| async move {
+                if ctx.resource().as_str() == "primary" {
+                    return Err(JobError::msg("primary is down"));
+                }
+                store.query(Duration::from_millis(20)).await
+            })
+            .unwrap()
+        };
+        // Two failures open each runtime's breaker on "primary".
+        for rt in &runtimes {
+            for _ in 0..2 {
+                assert!(matches!(submit(rt).await, Outcome::Failed(_)));
+            }
+        }
+        let handles: Vec<_> = runtimes
+            .iter()
+            .flat_map(|rt| (0..10).map(|_| submit(rt)).collect::<Vec<_>>())
+            .collect();
+        let outcomes = futures::future::join_all(handles).await;
+        for rt in &runtimes {
+            rt.shutdown(Duration::from_secs(1)).await;
+        }
+        outcomes
+    });
+    assert!(outcomes.iter().all(Outcome::is_completed), "{outcomes:?}");
+    assert_eq!(store.served.load(std::sync::atomic::Ordering::SeqCst), 20);
+    assert!(
+        store.peak() <= 1,
+        "the shared fallback saw {} at once",
+        store.peak()
+    );
+    assert_eq!(store.rejections(), 0);
+}

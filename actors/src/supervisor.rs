@@ -131,16 +131,16 @@ impl Supervisor {
                     wait_left,
                     ..
                 } => match payload {
-                    Payload::Fresh(task) if self.shared.is_shared(&task.resource) => {
-                        left_waiting += 1;
-                        // Holds its local slot while it waits for a global lease, for
-                        // what is left of its own wait timeout.
-                        let resource = task.resource.clone();
-                        self.shared.want(key, resource, Payload::Fresh(task), wait_left);
-                    }
                     Payload::Fresh(task) => {
                         left_waiting += 1;
-                        self.start(key, task, None);
+                        match self.shared_resource(key, &task) {
+                            // Holds its local slot while it waits for a global lease, for
+                            // what is left of its own wait timeout.
+                            Some(resource) => {
+                                self.shared.want(key, resource, Payload::Fresh(task), wait_left)
+                            }
+                            None => self.start(key, task, None),
+                        }
                     }
                     Payload::Resume(tx) => match self.shared.resumed(key) {
                         Some(resource) => self.shared.want(key, resource, Payload::Resume(tx), None),
@@ -250,6 +250,17 @@ impl Supervisor {
             }
             None => {}
         }
+    }
+
+    /// The resource whose global lease a just-granted job must hold before it starts, if
+    /// its slot is shared through Redis. That is the resource the core granted, which
+    /// after a fallback is not the one the job was submitted to.
+    fn shared_resource(&self, key: JobKey, task: &Task) -> Option<ResourceId> {
+        if !self.shared.any() {
+            return None;
+        }
+        let granted = self.core.resource_of(key).unwrap_or(&task.resource);
+        self.shared.is_shared(granted).then(|| granted.clone())
     }
 
     fn start(&mut self, key: JobKey, task: Task, fencing_token: Option<u64>) {

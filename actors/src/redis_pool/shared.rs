@@ -97,6 +97,11 @@ impl<P> SharedSlots<P> {
         }
     }
 
+    /// True when any resource's slots are shared through Redis.
+    pub(crate) fn any(&self) -> bool {
+        !self.brokers.is_empty()
+    }
+
     /// True when `resource`'s slots are shared through Redis.
     pub(crate) fn is_shared(&self, resource: &ResourceId) -> bool {
         !self.brokers.is_empty() && self.brokers.contains_key(resource)
