@@ -93,7 +93,7 @@ impl RunRecord {
 
 /// Runs an actix system on a current-thread tokio runtime, its clock paused (time jumps
 /// to the next timer whenever every task is idle) unless `real_time`.
-fn block_on<F: std::future::Future>(real_time: bool, f: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(real_time: bool, f: F) -> F::Output {
     actix_rt::System::with_tokio_rt(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

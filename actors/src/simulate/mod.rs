@@ -19,6 +19,7 @@ pub mod downstream;
 pub mod incident;
 pub mod plot;
 pub mod policies;
+pub mod providers;
 pub mod report;
 pub mod scenario;
 pub mod workload;
@@ -38,7 +39,8 @@ pub struct SimulateArgs {
     /// A TOML scenario file [default: the built-in incident, config/incident.toml].
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
-    /// The policy to run: weir, naive, counter, or all (the three side by side).
+    /// The policy to run: one of the scenario kind's (incident: weir, naive, counter;
+    /// providers: weir, none), or all (side by side).
     #[arg(long, default_value = "weir", value_name = "POLICY")]
     pub policy: String,
     /// `max`: virtual time, as fast as the CPU allows (reproducible); a number N: real
@@ -131,7 +133,7 @@ pub trait ScenarioResults: std::fmt::Debug {
 }
 
 /// Every scenario kind, by `kind`; the first is the default.
-pub static KINDS: &[&dyn ScenarioKind] = &[&incident::Incident, &alerts::Alerts];
+pub static KINDS: &[&dyn ScenarioKind] = &[&incident::Incident, &alerts::Alerts, &providers::ProvidersKind];
 
 /// Why `weir simulate` did not run or could not write its results.
 #[derive(Debug, thiserror::Error)]

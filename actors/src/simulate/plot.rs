@@ -74,10 +74,21 @@ const COLORS: [RGBColor; 4] = [
     RGBColor(44, 160, 44),
 ];
 
-/// Writes the SVG.
+/// Writes the SVG of queries in flight at the store.
 pub fn write_svg(
     path: &Path,
     title: &str,
+    series: &[Series<'_>],
+    levels: &[Level<'_>],
+) -> Result<(), PlotError> {
+    write_svg_labelled(path, title, "queries in flight at the store", series, levels)
+}
+
+/// Writes the SVG, `y_desc` naming what the lines count.
+pub fn write_svg_labelled(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
     series: &[Series<'_>],
     levels: &[Level<'_>],
 ) -> Result<(), PlotError> {
@@ -110,7 +121,7 @@ pub fn write_svg(
     chart
         .configure_mesh()
         .x_desc("scenario time (s)")
-        .y_desc("queries in flight at the store")
+        .y_desc(y_desc)
         .light_line_style(WHITE.mix(0.0))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .x_label_formatter(&|v| format!("{v:.0}"))

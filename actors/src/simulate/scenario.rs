@@ -264,9 +264,10 @@ pub enum WaitTimeoutAction {
 const MAX_ORGS: u32 = 100_000;
 const MAX_PROJECTIONS: u32 = 10_000;
 const MAX_QUERIES: u64 = 1_000_000;
-const HOUR: Duration = Duration::from_secs(3600);
+pub(crate) const HOUR: Duration = Duration::from_secs(3600);
 
-fn check_range(field: &str, v: u32, min: u32, max: u32) -> Result<(), ScenarioError> {
+/// Refuses `v` outside `min ..= max`, naming `field`.
+pub(crate) fn check_range(field: &str, v: u32, min: u32, max: u32) -> Result<(), ScenarioError> {
     if v < min || v > max {
         return Err(ScenarioError::invalid(
             field,
@@ -277,7 +278,13 @@ fn check_range(field: &str, v: u32, min: u32, max: u32) -> Result<(), ScenarioEr
     Ok(())
 }
 
-fn check_duration(field: &str, v: Duration, min: Duration, max: Duration) -> Result<(), ScenarioError> {
+/// Refuses `v` outside `min ..= max`, naming `field`.
+pub(crate) fn check_duration(
+    field: &str,
+    v: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ScenarioError> {
     if v < min || v > max {
         return Err(ScenarioError::invalid(
             field,
