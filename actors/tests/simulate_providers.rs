@@ -21,6 +21,15 @@ fn error(text: &str) -> ScenarioError {
     ProvidersScenario::from_toml_str(text).unwrap_err()
 }
 
+/// The built-in scenario with `from` (which must be in it) replaced by `to`.
+fn edited(from: &str, to: &str) -> String {
+    assert!(
+        PROVIDERS_TOML.contains(from),
+        "config/providers.toml has no {from:?}"
+    );
+    PROVIDERS_TOML.replacen(from, to, 1)
+}
+
 /// Every job has exactly one outcome.
 fn assert_outcomes_add_up(r: &ProvidersReport, jobs: u64) {
     assert_eq!(r.jobs, jobs, "{r:?}");
@@ -107,29 +116,35 @@ fn the_same_seed_gives_the_same_report_at_any_speed() {
 
 #[test]
 fn a_bad_field_is_named_with_what_is_allowed() {
-    let e = error(&PROVIDERS_TOML.replace("max_concurrent = 2\nrequests", "max_concurrent = 0\nrequests"));
+    let e = error(&edited(
+        "max_concurrent = 2\nrequests",
+        "max_concurrent = 0\nrequests",
+    ));
     assert_eq!(
         e.to_string(),
         "providers.a.max_concurrent must be between 1 and 1000000, got 0"
     );
-    let e = error(&PROVIDERS_TOML.replace("max_attempts = 4\n\n", "max_attempts = 0\n\n"));
+    let e = error(&edited("max_attempts = 4\n\n", "max_attempts = 0\n\n"));
     assert_eq!(
         e.to_string(),
         "none.max_attempts must be between 1 and 100, got 0"
     );
-    let e = error(&PROVIDERS_TOML.replace("length = \"1m\"", "length = \"0s\""));
+    let e = error(&edited("length = \"1m\"", "length = \"0s\""));
     assert_eq!(
         e.to_string(),
         "providers.a.bursts[0].length must be between 1ms and 1day, got 0s"
     );
-    let e = error(&PROVIDERS_TOML.replace("min = 5, max = 35", "min = 5, max = 3"));
+    let e = error(&edited("min = 10, max = 40", "min = 10, max = 3"));
     assert_eq!(
         e.to_string(),
-        "workload.batch_size.max must be between 5 and 10000, got 3"
+        "workload.batch_size.max must be between 10 and 10000, got 3"
     );
-    let e = error(&PROVIDERS_TOML.replace("fallback = \"b\"", "fallback = \"c\""));
+    let e = error(&edited("fallback = \"b\"", "fallback = \"c\""));
     assert_eq!(e.field(), "weir.resources.a.fallback", "{e}");
-    let e = error(&PROVIDERS_TOML.replace("retry_after = \"20s\"\nbursts", "retry_afer = \"20s\"\nbursts"));
+    let e = error(&edited(
+        "retry_after = \"20s\"\nbursts",
+        "retry_afer = \"20s\"\nbursts",
+    ));
     assert!(e.field().starts_with("providers.a"), "{e}");
     assert!(e.to_string().contains("retry_afer"), "{e}");
 }

@@ -50,7 +50,8 @@ pub struct SimulateArgs {
     /// Write the reports as JSON (an object, or an array with --policy all).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Draw queries in flight over scenario time per policy as an SVG.
+    /// Draw the kind's plot over scenario time as an SVG (incident: queries in flight at
+    /// the store per policy; providers: calls each provider rejected, per policy).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
     /// Seed of the workload [default: the scenario's `seed`].

@@ -81,16 +81,35 @@ pub fn write_svg(
     series: &[Series<'_>],
     levels: &[Level<'_>],
 ) -> Result<(), PlotError> {
-    write_svg_labelled(path, title, "queries in flight at the store", series, levels)
+    let y_desc = "queries in flight at the store";
+    draw(
+        path,
+        title,
+        y_desc,
+        series,
+        levels,
+        SeriesLabelPosition::UpperRight,
+    )
 }
 
-/// Writes the SVG, `y_desc` naming what the lines count.
-pub fn write_svg_labelled(
+/// Writes the SVG of counts that only grow (`y_desc` names them); the legend goes upper
+/// left, where rising lines are still low.
+pub fn write_cumulative_svg(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    series: &[Series<'_>],
+) -> Result<(), PlotError> {
+    draw(path, title, y_desc, series, &[], SeriesLabelPosition::UpperLeft)
+}
+
+fn draw(
     path: &Path,
     title: &str,
     y_desc: &str,
     series: &[Series<'_>],
     levels: &[Level<'_>],
+    legend: SeriesLabelPosition,
 ) -> Result<(), PlotError> {
     let err = |e: &dyn std::fmt::Display| PlotError {
         path: path.display().to_string(),
@@ -153,7 +172,7 @@ pub fn write_svg_labelled(
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .draw()
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;

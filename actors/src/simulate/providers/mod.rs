@@ -100,6 +100,8 @@ pub struct PolicyTotals {
     pub fallbacks: u64,
     /// Times a breaker opened.
     pub breaker_opens: u64,
+    /// Grants a rate limit postponed.
+    pub limiter_waits: u64,
 }
 
 /// One policy's run.
@@ -289,6 +291,6 @@ impl ScenarioResults for ProvidersResults {
             "providers: {} jobs; calls rejected by each provider so far",
             self.jobs
         );
-        plot::write_svg_labelled(path, &title, "calls rejected so far", &series, &[])
+        plot::write_cumulative_svg(path, &title, "calls rejected so far", &series)
     }
 }

@@ -37,6 +37,8 @@ pub struct ProvidersReport {
     pub breaker_opens: u64,
     /// Calls made again after a failed one (both providers).
     pub retries: u64,
+    /// Grants weir's rate limits postponed (both providers; 0 for `none`).
+    pub limiter_waits: u64,
     /// Calls the providers saw, both together.
     pub calls: u64,
     /// Calls the providers rejected or failed, both together.
@@ -64,6 +66,7 @@ impl ProvidersReport {
             fallbacks: totals.fallbacks,
             breaker_opens: totals.breaker_opens,
             retries: totals.retries,
+            limiter_waits: totals.limiter_waits,
             calls: providers.iter().map(|p| p.calls).sum(),
             rejected: providers.iter().map(ProviderCounts::rejected).sum(),
             makespan_ms: makespan.as_millis() as u64,
@@ -75,64 +78,77 @@ impl ProvidersReport {
 /// The jobs table (one row per policy), then the providers table (one row per policy
 /// and provider).
 pub fn table(reports: &[ProvidersReport]) -> String {
-    let mut out = format!(
-        "{:<7}{:>6}{:>10}{:>7}{:>8}{:>10}{:>8}{:>10}{:>9}{:>10}\n",
-        "policy",
+    let jobs = [
         "jobs",
         "succeeded",
         "failed",
         "skipped",
         "timed_out",
-        "budget",
+        "cancelled",
+        "budget_exhausted",
         "fallbacks",
-        "breaker",
-        "retries"
-    );
+        "breaker_opens",
+        "retries",
+        "limiter_waits",
+        "makespan",
+    ];
+    let mut out = row("policy", &jobs, &jobs);
     for r in reports {
-        out += &format!(
-            "{:<7}{:>6}{:>10}{:>7}{:>8}{:>10}{:>8}{:>10}{:>9}{:>10}   makespan {:.1}s\n",
-            r.policy,
-            r.jobs,
-            r.completed,
-            r.failed,
-            r.skipped,
-            r.timed_out + r.cancelled,
-            r.budget_exhausted,
-            r.fallbacks,
-            r.breaker_opens,
-            r.retries,
-            r.makespan_ms as f64 / 1e3
-        );
+        let cells = [
+            r.jobs.to_string(),
+            r.completed.to_string(),
+            r.failed.to_string(),
+            r.skipped.to_string(),
+            r.timed_out.to_string(),
+            r.cancelled.to_string(),
+            r.budget_exhausted.to_string(),
+            r.fallbacks.to_string(),
+            r.breaker_opens.to_string(),
+            r.retries.to_string(),
+            r.limiter_waits.to_string(),
+            format!("{:.1}s", r.makespan_ms as f64 / 1e3),
+        ];
+        out += &row(&r.policy, &jobs, &cells);
     }
-    out += &format!(
-        "\n{:<7}{:>9}{:>7}{:>10}{:>18}{:>11}{:>11}{:>6}{:>7}\n",
-        "policy",
+    let providers = [
         "provider",
         "calls",
+        "succeeded",
         "rejected",
         "over_concurrency",
         "over_rate",
         "burst_429",
-        "peak",
-        "limit"
-    );
+        "peak_in_flight",
+        "limit",
+    ];
+    out += "\n";
+    out += &row("policy", &providers, &providers);
     for r in reports {
         for p in &r.providers {
-            out += &format!(
-                "{:<7}{:>9}{:>7}{:>10}{:>18}{:>11}{:>11}{:>6}{:>7}\n",
-                r.policy,
-                p.name,
-                p.calls,
-                p.rejected(),
-                p.over_concurrency,
-                p.over_rate,
-                p.burst_failures,
-                p.peak_in_flight,
-                p.max_concurrent
-            );
+            let cells = [
+                p.name.clone(),
+                p.calls.to_string(),
+                p.succeeded.to_string(),
+                p.rejected().to_string(),
+                p.over_concurrency.to_string(),
+                p.over_rate.to_string(),
+                p.burst_failures.to_string(),
+                p.peak_in_flight.to_string(),
+                p.max_concurrent.to_string(),
+            ];
+            out += &row(&r.policy, &providers, &cells);
         }
     }
     out
+}
+
+/// One line: `first` left-aligned, each cell right-aligned under its header.
+fn row<S: AsRef<str>>(first: &str, headers: &[&str], cells: &[S]) -> String {
+    let mut line = format!("{first:<7}");
+    for (h, c) in headers.iter().zip(cells) {
+        line += &format!("{:>w$}", c.as_ref(), w = h.len().max(4) + 2);
+    }
+    line + "\n"
 }
 
 #[cfg(test)]
@@ -165,6 +181,6 @@ mod tests {
         assert_eq!((r.budget_exhausted, r.calls, r.rejected), (1, 10, 6));
         assert_eq!(r.makespan_ms, 9000);
         let t = table(&[r]);
-        assert!(t.contains("makespan 9.0s"), "{t}");
+        assert!(t.contains("    9.0s"), "{t}");
     }
 }

@@ -68,6 +68,7 @@ pub(super) async fn run(
         totals.retries += r.resilience.retries;
         totals.fallbacks += r.resilience.fallbacks;
         totals.breaker_opens += r.resilience.opened;
+        totals.limiter_waits += r.resilience.limiter_waits;
     }
     Ok((ends, totals))
 }
