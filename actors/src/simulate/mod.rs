@@ -133,6 +133,22 @@ pub trait ScenarioResults: std::fmt::Debug {
     fn plot(&self, path: &Path) -> Result<(), PlotError>;
 }
 
+/// The `--json` document of per-policy reports: one object for one policy, an array in
+/// policy order for `--policy all`.
+pub(crate) fn reports_json<'a, R: serde::Serialize + 'a>(
+    reports: impl IntoIterator<Item = &'a R>,
+) -> serde_json::Value {
+    let mut reports: Vec<serde_json::Value> = reports
+        .into_iter()
+        .map(|r| serde_json::to_value(r).expect("a report serializes"))
+        .collect();
+    if reports.len() == 1 {
+        reports.pop().expect("one report")
+    } else {
+        serde_json::Value::Array(reports)
+    }
+}
+
 /// Every scenario kind, by `kind`; the first is the default.
 pub static KINDS: &[&dyn ScenarioKind] = &[&incident::Incident, &alerts::Alerts, &providers::ProvidersKind];
 

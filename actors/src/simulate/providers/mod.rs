@@ -258,16 +258,7 @@ impl ScenarioResults for ProvidersResults {
     }
 
     fn json(&self) -> serde_json::Value {
-        let mut reports: Vec<serde_json::Value> = self
-            .runs
-            .iter()
-            .map(|r| serde_json::to_value(&r.report).expect("a report serializes"))
-            .collect();
-        if reports.len() == 1 {
-            reports.pop().expect("one report")
-        } else {
-            serde_json::Value::Array(reports)
-        }
+        crate::simulate::reports_json(self.runs.iter().map(|r| &r.report))
     }
 
     fn plot(&self, path: &Path) -> Result<(), PlotError> {
