@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use weir::{JobError, Outcome};
-use weir_actors::bench::workload;
+use weir_cli::bench::workload;
 use weir_actors::Runtime;
 
 const SUBMITTERS: usize = 2;

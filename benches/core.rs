@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use weir::{Event, FairQueue, OutcomeKind, Scheduler, SlotPool, TenantId};
-use weir_actors::bench::workload;
+use weir_cli::bench::workload;
 
 fn grant_release(c: &mut Criterion) {
     let mut group = c.benchmark_group("grant_release");

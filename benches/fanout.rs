@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use weir_actors::bench::workload;
+use weir_cli::bench::workload;
 use weir_actors::Runtime;
 
 const ORGS: usize = 1_000;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tower::{Service, ServiceExt};
-use weir_actors::bench::workload;
+use weir_cli::bench::workload;
 use weir_actors::Runtime;
 
 const JOBS: usize = 10_000;

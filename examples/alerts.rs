@@ -2,7 +2,7 @@
 //! `weir simulate --scenario config/alerts.toml`):
 //! `cargo run --release --example alerts [-- path/to/alerts.toml]`.
 
-use weir_actors::alerts::{run_all, AlertsScenario, ALERTS_TOML};
+use weir_cli::alerts::{run_all, AlertsScenario, ALERTS_TOML};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let text = match std::env::args().nth(1) {

@@ -2,7 +2,7 @@
 //! queries at least 7.5x, every check gets the same answer with and without it, the
 //! store refuses nothing, and the interval table runs fewer checks.
 
-use weir_actors::alerts::{run_all, AlertsScenario, ALERTS_TOML};
+use weir_cli::alerts::{run_all, AlertsScenario, ALERTS_TOML};
 
 #[test]
 fn coalescing_cuts_queries_7_5x_with_identical_answers_and_no_rejections() {

@@ -33,8 +33,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
-pub mod alerts;
-pub mod bench;
 mod budget;
 mod coalescer;
 mod config_errors;
@@ -50,7 +48,6 @@ pub mod redis_pool;
 mod retrying;
 mod runtime;
 mod settings;
-pub mod simulate;
 mod stop;
 mod supervisor;
 mod wake;

@@ -182,7 +182,7 @@ impl ProvidersScenario {
     /// Parses and validates a `providers` scenario.
     ///
     /// ```
-    /// use weir_actors::simulate::providers::scenario::{ProvidersScenario, PROVIDERS_TOML};
+    /// use weir_cli::simulate::providers::scenario::{ProvidersScenario, PROVIDERS_TOML};
     /// let s = ProvidersScenario::from_toml_str(PROVIDERS_TOML).unwrap();
     /// assert_eq!(s.providers.a.max_concurrent, 2);
     /// let bad = PROVIDERS_TOML.replace("requests = 60\n", "requests = 0\n");

@@ -16,7 +16,7 @@ use super::provider::Provider;
 use super::scenario::{PRIMARY, SECONDARY};
 use super::{JobEnd, PolicyTotals};
 use crate::simulate::policies::RunError;
-use crate::{Job, JobContext, Runtime};
+use weir_actors::{Job, JobContext, Runtime};
 
 /// Runs the arrivals through a fresh runtime; one [`JobEnd`] per job, in arrival order.
 pub(super) async fn run(

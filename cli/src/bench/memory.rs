@@ -9,7 +9,7 @@ use std::time::Duration;
 use weir::JobError;
 
 use super::workload;
-use crate::Runtime;
+use weir_actors::Runtime;
 
 /// A field of `/proc/self/status` in bytes (`VmRSS`, `VmHWM`); `None` where the file or
 /// field is missing (not Linux).

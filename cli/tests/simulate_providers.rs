@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 
 use indicatif::ProgressBar;
-use weir_actors::simulate::providers::report::ProvidersReport;
-use weir_actors::simulate::providers::scenario::{ProvidersScenario, PROVIDERS_TOML};
-use weir_actors::simulate::providers::{self, ProvidersResults};
-use weir_actors::simulate::scenario::ScenarioError;
-use weir_actors::simulate::{simulate, SimulateArgs, SimulateError, Speed};
+use weir_cli::simulate::providers::report::ProvidersReport;
+use weir_cli::simulate::providers::scenario::{ProvidersScenario, PROVIDERS_TOML};
+use weir_cli::simulate::providers::{self, ProvidersResults};
+use weir_cli::simulate::scenario::ScenarioError;
+use weir_cli::simulate::{simulate, SimulateArgs, SimulateError, Speed};
 
 fn run(scenario: &ProvidersScenario, policies: &[&str], speed: Speed) -> ProvidersResults {
     providers::run(scenario, policies, speed, &ProgressBar::hidden()).expect("the run completes")

@@ -167,7 +167,7 @@ fn run_phase(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
             let mut config = workload::config(args.cap, args.jobs);
             config.runtime.worker_threads = args.worker_threads;
             actix_rt::System::new().block_on(async {
-                let runtime = crate::Runtime::start(config).map_err(|e| e.to_string())?;
+                let runtime = weir_actors::Runtime::start(config).map_err(|e| e.to_string())?;
                 workload::weir_flood(&runtime, jobs.min(50_000)).await; // warm-up
                 let cpu = memory::cpu_time();
                 let elapsed = workload::weir_flood(&runtime, jobs).await;
@@ -204,7 +204,7 @@ fn run_phase(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
             let bound = workload::fanout_lower_bound(&config, orgs, projections);
             let cpu = memory::cpu_time();
             let makespan = actix_rt::System::new().block_on(async {
-                let runtime = crate::Runtime::start(config).map_err(|e| e.to_string())?;
+                let runtime = weir_actors::Runtime::start(config).map_err(|e| e.to_string())?;
                 let makespan = workload::weir_fanout(&runtime, orgs, projections).await;
                 runtime.shutdown(Duration::from_secs(1)).await;
                 Ok::<_, String>(makespan)

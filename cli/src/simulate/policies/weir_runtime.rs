@@ -10,7 +10,7 @@ use weir::{Config, JobError, JobSpec};
 
 use super::{outcome_of, Recorder, RunError, Store, Workload};
 use crate::simulate::scenario::{IncidentScenario, WaitTimeoutAction};
-use crate::{Job, Runtime};
+use weir_actors::{Job, Runtime};
 
 /// The resource of the projection jobs' queries.
 pub(crate) const STORE: &str = "store";

@@ -11,7 +11,7 @@
 //! every check's answer with and without coalescing.
 //!
 //! ```no_run
-//! use weir_actors::alerts::{run_all, AlertsScenario, ALERTS_TOML};
+//! use weir_cli::alerts::{run_all, AlertsScenario, ALERTS_TOML};
 //! let report = run_all(&AlertsScenario::from_toml_str(ALERTS_TOML).unwrap()).unwrap();
 //! println!("{}", report.table());
 //! ```
@@ -29,7 +29,7 @@ use hdrhistogram::Histogram;
 use tokio::time::Instant;
 use weir::{IntervalTable, JobError, JobSpec, Outcome};
 
-use crate::{Coalescer, Job, JobHandle, RecurringChecks, Runtime};
+use weir_actors::{Coalescer, Job, JobHandle, RecurringChecks, Runtime};
 
 /// One check: (project, rule index, group, due instant in ms).
 pub type CheckKey = (u32, usize, u32, u64);

@@ -4,7 +4,7 @@
 //! A scenario is a TOML file whose top-level `kind` picks its runner from [`KINDS`]; with
 //! no `--scenario` the built-in `incident` (config/incident.toml) runs. The `incident` kind
 //! runs the same seeded workload under each chosen policy (`weir`: the real
-//! [`Runtime`](crate::Runtime); `naive`: every job at once, as the cascade did; `counter`:
+//! [`Runtime`](weir_actors::Runtime); `naive`: every job at once, as the cascade did; `counter`:
 //! the patch's shared counter) against a store with a hard concurrency limit, on a paused
 //! tokio clock (`--speed max`, the default: scenario minutes take milliseconds and runs
 //! repeat exactly) or on the real clock compressed N times (`--speed N`). Every reported

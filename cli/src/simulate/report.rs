@@ -115,7 +115,7 @@ pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
 ///
 /// ```
 /// use std::time::Duration;
-/// use weir_actors::simulate::report::lower_bound;
+/// use weir_cli::simulate::report::lower_bound;
 /// // 12 queries of 1 s on 2 slots, 2 batches 5 s apart: max(6 s, 5 s) + 1 s.
 /// let lb = lower_bound(Duration::from_secs(12), 12, 2, 2, Duration::from_secs(5));
 /// assert_eq!(lb, Duration::from_secs(7));
@@ -140,7 +140,7 @@ pub fn lower_bound(
 /// tenant gets everything. Empty, or all zero (all equally starved), gives 1.
 ///
 /// ```
-/// use weir_actors::simulate::report::jain_index;
+/// use weir_cli::simulate::report::jain_index;
 /// assert_eq!(jain_index(&[1.0, 1.0, 1.0]), 1.0);
 /// assert_eq!(jain_index(&[1.0, 0.0, 0.0, 0.0]), 0.25);
 /// ```

@@ -11,7 +11,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
 use weir::{Config, JobError, JobSpec, Outcome};
 
-use crate::{Job, Runtime};
+use weir_actors::{Job, Runtime};
 
 /// A configuration for empty-job runs: every job on resource `store` with `cap` slots,
 /// waits long enough that nothing is skipped, room for `queued` waiting jobs.

@@ -113,7 +113,7 @@ impl AlertsScenario {
     /// Parses and validates a scenario.
     ///
     /// ```
-    /// use weir_actors::alerts::{AlertsScenario, ALERTS_TOML};
+    /// use weir_cli::alerts::{AlertsScenario, ALERTS_TOML};
     /// assert!(AlertsScenario::from_toml_str(ALERTS_TOML).is_ok());
     /// let bad = ALERTS_TOML.replace("limit = 40", "limit = 0");
     /// let err = AlertsScenario::from_toml_str(&bad).unwrap_err();

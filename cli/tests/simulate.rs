@@ -4,10 +4,10 @@
 use std::process::Command;
 
 use indicatif::ProgressBar;
-use weir_actors::simulate::incident::{self, IncidentResults};
-use weir_actors::simulate::policies::Policy;
-use weir_actors::simulate::scenario::{IncidentScenario, ScenarioError, INCIDENT_TOML};
-use weir_actors::simulate::{simulate, SimulateArgs, SimulateError, Speed};
+use weir_cli::simulate::incident::{self, IncidentResults};
+use weir_cli::simulate::policies::Policy;
+use weir_cli::simulate::scenario::{IncidentScenario, ScenarioError, INCIDENT_TOML};
+use weir_cli::simulate::{simulate, SimulateArgs, SimulateError, Speed};
 
 fn run(scenario: &IncidentScenario, policies: &[Policy]) -> IncidentResults {
     incident::run(scenario, policies, Speed::Max, &ProgressBar::hidden()).expect("the run completes")

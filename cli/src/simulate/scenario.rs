@@ -71,7 +71,7 @@ impl From<weir::ConfigError> for ScenarioError {
 /// Reads the top-level `kind` of a scenario.
 ///
 /// ```
-/// use weir_actors::simulate::scenario::kind_of;
+/// use weir_cli::simulate::scenario::kind_of;
 /// assert_eq!(kind_of("kind = \"incident\"\n").unwrap(), "incident");
 /// assert_eq!(kind_of("seed = 1\n").unwrap_err().field(), "kind");
 /// ```
@@ -303,7 +303,7 @@ impl IncidentScenario {
     /// Parses and validates an `incident` scenario.
     ///
     /// ```
-    /// use weir_actors::simulate::scenario::{IncidentScenario, INCIDENT_TOML};
+    /// use weir_cli::simulate::scenario::{IncidentScenario, INCIDENT_TOML};
     /// let s = IncidentScenario::from_toml_str(INCIDENT_TOML).unwrap();
     /// assert_eq!(s.downstream.limit, 100);
     /// let bad = INCIDENT_TOML.replace("limit = 100", "limit = 0");

@@ -1,4 +1,4 @@
-//! The `weir` command line: `weir simulate` and `weir bench`.
+//! The `weir` command line: `weir simulate` and `weir bench` (the work is in the `weir_cli` library).
 
 use std::process::ExitCode;
 
@@ -18,16 +18,16 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Reproduce the incident against a simulated downstream and show the fix.
-    Simulate(weir_actors::simulate::SimulateArgs),
+    Simulate(weir_cli::simulate::SimulateArgs),
     /// Measure weir's throughput and latency against baselines in the same run.
-    Bench(weir_actors::bench::BenchArgs),
+    Bench(weir_cli::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Simulate(args) => weir_actors::simulate::run(args).map_err(|e| e.to_string()),
-        Command::Bench(args) => weir_actors::bench::run(args),
+        Command::Simulate(args) => weir_cli::simulate::run(args).map_err(|e| e.to_string()),
+        Command::Bench(args) => weir_cli::bench::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -2,7 +2,7 @@
 //! records. Each policy runs on the current actix system; a paused tokio clock makes the
 //! scenario's minutes pass in milliseconds.
 //!
-//! * [`Policy::Weir`]: the real [`Runtime`](crate::Runtime): organisations are a fan-out
+//! * [`Policy::Weir`]: the real [`Runtime`](weir_actors::Runtime): organisations are a fan-out
 //!   batch, each organisation job spawns its projection jobs and joins them.
 //! * [`Policy::Naive`]: the cascade as it was: organisations released in the same batches,
 //!   every projection's query started at once.
@@ -169,10 +169,10 @@ fn outcome_of(result: &Result<(), QueryError>) -> OutcomeKind {
 pub enum RunError {
     /// The runtime did not start.
     #[error(transparent)]
-    Start(#[from] crate::StartError),
+    Start(#[from] weir_actors::StartError),
     /// The runtime refused the organisations.
     #[error(transparent)]
-    Submit(#[from] crate::SubmitError),
+    Submit(#[from] weir_actors::SubmitError),
 }
 
 /// Runs `policy` on `workload` against a fresh store; call inside an actix system.

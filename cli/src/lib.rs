@@ -1,0 +1,13 @@
+//! # weir-cli: the `weir` command
+//!
+//! Not part of what a service links. It holds the tooling around the runtime: the
+//! scenario simulators of `weir simulate` ([`simulate`]), the measurements of
+//! `weir bench` ([`bench`]) and the alerts scenario runner ([`alerts`]). Everything here
+//! drives the public API of `weir-actors`, as a user's program would.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+pub mod alerts;
+pub mod bench;
+pub mod simulate;
