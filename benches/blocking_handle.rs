@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use weir::{JobError, Outcome};
-use weir_cli::bench::workload;
 use weir_actors::Runtime;
+use weir_cli::bench::workload;
 
 const SUBMITTERS: usize = 2;
 const JOBS_EACH: usize = 2_000;

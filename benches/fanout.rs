@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use weir_cli::bench::workload;
 use weir_actors::Runtime;
+use weir_cli::bench::workload;
 
 const ORGS: usize = 1_000;
 const PROJECTIONS: u32 = 50;

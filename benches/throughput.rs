@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tower::{Service, ServiceExt};
-use weir_cli::bench::workload;
 use weir_actors::Runtime;
+use weir_cli::bench::workload;
 
 const JOBS: usize = 10_000;
 

@@ -36,8 +36,9 @@ use weir::{
     Outcome, ResourceId,
 };
 
-use crate::context::JobContext;
-use crate::runtime::{Runtime, SubmitError};
+use crate::job::context::JobContext;
+use crate::job::link::SubmitError;
+use crate::runtime::Runtime;
 use crate::wake::Wake;
 
 type Reply<V> = oneshot::Sender<Outcome<V>>;
@@ -236,11 +237,7 @@ impl JobContext {
         I: Hash + Eq + Clone + Send + 'static,
         V: Clone + Send + 'static,
     {
-        let answer = coalescer.request(batch, item);
-        self.runtime().park(self.key());
-        let outcome = answer.await;
-        self.runtime().unpark(self.key()).await;
-        outcome
+        self.without_slot(coalescer.request(batch, item)).await
     }
 }
 

@@ -33,32 +33,26 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
-mod budget;
 mod coalescer;
 mod config_errors;
-mod context;
 mod failpoints;
-mod handle;
-mod inbox;
 mod job;
-mod jobset;
 mod profile;
 mod recurring;
 pub mod redis_pool;
-mod retrying;
 mod runtime;
 mod settings;
-mod stop;
 mod supervisor;
 mod wake;
 mod worker;
 
 pub use coalescer::{CoalesceStats, Coalescer, CoalescerError};
-pub use context::{Children, JobContext};
-pub use handle::{BlockingTicket, JobHandle};
+pub use job::context::{Children, JobContext};
+pub use job::handle::{BlockingTicket, JobHandle};
+pub use job::link::SubmitError;
 pub use job::Job;
 pub use profile::{profile_toml, PROFILES, PROFILE_VAR};
 pub use recurring::RecurringChecks;
-pub use runtime::{Runtime, StartError, SubmitError};
+pub use runtime::{Runtime, StartError};
 pub use settings::{load_config, load_config_from};
 pub use supervisor::ShutdownReport;

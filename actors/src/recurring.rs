@@ -19,7 +19,7 @@ use weir::{DueRun, IntervalTable, Recurring};
 
 use crate::coalescer::CoalescerError;
 use crate::wake::Wake;
-use crate::{Job, JobHandle, Runtime};
+use crate::{Job, Runtime};
 
 /// A handle to a recurring-checks actor; cheap to clone.
 pub struct RecurringChecks<K: Hash + Eq + Clone + Send + 'static> {
@@ -146,7 +146,7 @@ impl<K: Hash + Eq + Clone + Send + 'static> RecurringActor<K> {
             }
             // Refused jobs (queue full, shutting down) resolve their own handles; the
             // next run is tried at its time as usual.
-            if let Err(e) = self.runtime.submit_jobs(jobs, Vec::<JobHandle<()>>::new(), false) {
+            if let Err(e) = self.runtime.link().send_jobs(jobs, false) {
                 tracing::warn!(error = %e, "recurring check refused");
             }
         }

@@ -8,37 +8,56 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 use weir::{JobError, Outcome};
 
-use crate::stop::{Stop, StopReason};
+use super::link::Link;
+use super::stop::{Stop, StopReason};
+
+/// What every handle of a job shares: its stop signal, and once the job is submitted the
+/// link that tells the supervisor about a cancellation.
+#[derive(Debug)]
+pub(crate) struct Canceller {
+    stop: Arc<Stop>,
+    link: Option<Link>,
+}
+
+impl Canceller {
+    pub(crate) fn new(stop: Arc<Stop>, link: Option<Link>) -> Self {
+        Self { stop, link }
+    }
+
+    /// Sets the job's stop flag (once) and, if it was submitted, tells the supervisor.
+    fn cancel(&self) {
+        if self.stop.request(StopReason::Cancelled) {
+            if let Some(link) = &self.link {
+                link.cancel(self.stop.clone());
+            }
+        }
+    }
+}
 
 /// Resolves to the job's outcome. Dropping it does not cancel the job.
 #[derive(Debug)]
 pub struct JobHandle<T> {
     rx: oneshot::Receiver<Outcome<T>>,
-    stop: Arc<Stop>,
-    canceller: Option<crate::Runtime>,
+    canceller: Canceller,
 }
 
 impl<T> JobHandle<T> {
     pub(crate) fn new(rx: oneshot::Receiver<Outcome<T>>, stop: Arc<Stop>) -> Self {
         Self {
             rx,
-            stop,
-            canceller: None,
+            canceller: Canceller::new(stop, None),
         }
     }
 
-    pub(crate) fn attach(&mut self, runtime: &crate::Runtime) {
-        self.canceller = Some(runtime.clone());
+    /// The job was submitted through `link`: a cancel now reaches the supervisor.
+    pub(crate) fn attach(&mut self, link: &Link) {
+        self.canceller = link.canceller(self.canceller.stop.clone());
     }
 
     /// Cancels the job: if it has not started it ends `Cancelled` without running; if it
     /// runs, its future is dropped and it ends `Cancelled` (unless it ended first).
     pub fn cancel(&self) {
-        if self.stop.request(StopReason::Cancelled) {
-            if let Some(rt) = &self.canceller {
-                rt.cancel(self.stop.clone());
-            }
-        }
+        self.canceller.cancel();
     }
 
     /// Returns the outcome if the job has ended, without waiting.
@@ -71,21 +90,20 @@ impl<T> Future for JobHandle<T> {
 #[derive(Debug)]
 pub struct BlockingTicket<T> {
     rx: crossbeam_channel::Receiver<Outcome<T>>,
-    stop: Arc<Stop>,
-    canceller: Option<crate::Runtime>,
+    canceller: Canceller,
 }
 
 impl<T> BlockingTicket<T> {
     pub(crate) fn new(rx: crossbeam_channel::Receiver<Outcome<T>>, stop: Arc<Stop>) -> Self {
         Self {
             rx,
-            stop,
-            canceller: None,
+            canceller: Canceller::new(stop, None),
         }
     }
 
-    pub(crate) fn attach(&mut self, runtime: &crate::Runtime) {
-        self.canceller = Some(runtime.clone());
+    /// See [`JobHandle::attach`].
+    pub(crate) fn attach(&mut self, link: &Link) {
+        self.canceller = link.canceller(self.canceller.stop.clone());
     }
 
     /// Blocks the calling thread until the job ends.
@@ -104,10 +122,6 @@ impl<T> BlockingTicket<T> {
 
     /// Cancels the job (see [`JobHandle::cancel`]).
     pub fn cancel(&self) {
-        if self.stop.request(StopReason::Cancelled) {
-            if let Some(rt) = &self.canceller {
-                rt.cancel(self.stop.clone());
-            }
-        }
+        self.canceller.cancel();
     }
 }

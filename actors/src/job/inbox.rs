@@ -7,7 +7,7 @@
 //! report. As actix messages they cost an envelope allocation, a mailbox push and a
 //! handler call each, and each handler polls the core and reads the clock. Here they are
 //! appended to one buffer under a short lock instead, and only the append that finds the
-//! buffer un-notified sends the supervisor one [`Drain`](crate::supervisor::Drain)
+//! buffer un-notified sends the supervisor one [`Drain`](super::link::Drain)
 //! message. The supervisor takes the whole buffer in one go, so a burst of N jobs costs
 //! one message and one poll of the core, not 2N.
 //!
@@ -34,7 +34,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use weir::{JobKey, LeaseError};
 
-use crate::supervisor::{Done, Submitted};
+use super::link::{Done, Submitted};
 
 /// One thing for the supervisor to take in.
 pub(crate) enum Intake {
@@ -52,6 +52,18 @@ pub(crate) enum Intake {
     Renew(JobKey, oneshot::Sender<Result<Duration, LeaseError>>),
     /// A running job reports its actual cost (charged when it ends).
     Cost { key: JobKey, cost: u64 },
+}
+
+impl Intake {
+    /// The jobs of a submission (none for anything else): what is resolved `Cancelled`
+    /// when a submission meets a closed inbox.
+    pub(crate) fn into_submissions(self) -> Vec<Submitted> {
+        match self {
+            Intake::One(item) => vec![item],
+            Intake::Many { items, .. } => items,
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[derive(Default)]

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use tracing::Instrument;
 use weir::{JobError, Outcome};
 
-use crate::context::JobContext;
-use crate::job::{job_span, run_attempt, ErasedBody, OutcomeTx, SlotReturn};
-use crate::stop::Stop;
+use super::body::{job_span, run_attempt, ErasedBody, JobFuture, OutcomeTx};
+use super::context::JobContext;
+use super::slot::SlotReturn;
+use super::stop::Stop;
 
 /// A failed attempt handed back to the supervisor: the re-armed body, the error, and
 /// the context it ran with (identity, stop signal, call budget).
@@ -36,9 +37,9 @@ where
     Fut: Future<Output = Result<T, JobError>> + 'static,
     T: Send + 'static,
 {
-    fn spawn(self: Box<Self>, ctx: JobContext, stop: Arc<Stop>, slot: SlotReturn) {
+    fn start(self: Box<Self>, ctx: JobContext, stop: Arc<Stop>, slot: SlotReturn) -> JobFuture {
         let span = job_span(&ctx);
-        crate::jobset::spawn(
+        Box::pin(
             async move {
                 let this = self;
                 let keep = ctx.clone();
@@ -56,7 +57,7 @@ where
                 }
             }
             .instrument(span),
-        );
+        )
     }
 
     fn resolve(self: Box<Self>, outcome: Outcome<()>) {

@@ -3,7 +3,7 @@
 //!
 //! # Why a worker never takes a job down with it
 //!
-//! Job panics are caught inside each job's own task (see `job.rs`), so job code cannot
+//! Job panics are caught inside each job's own task (see `job/body.rs`), so job code cannot
 //! kill a worker: the handler only spawns the task. Should a worker die anyway (a bug in
 //! weir, or the `weir::worker::run` failpoint), the jobs in its mailbox are dropped with
 //! it, and each one's `SlotReturn` reports its end (`Failed`), so no slot leaks and every
@@ -15,9 +15,12 @@ use std::sync::Arc;
 
 use actix::{Actor, Addr, Context, Handler, Message};
 
-use crate::context::JobContext;
-use crate::job::{ErasedBody, SlotReturn};
-use crate::stop::Stop;
+mod jobset;
+
+use crate::job::body::ErasedBody;
+use crate::job::context::JobContext;
+use crate::job::slot::SlotReturn;
+use crate::job::stop::Stop;
 
 /// Runs granted jobs on its arbiter. It keeps no per-job state, so a restarted worker
 /// picks up where the dead one stopped.
@@ -42,7 +45,7 @@ pub(crate) struct Run {
 impl Run {
     /// Runs the job on the current arbiter.
     pub(crate) fn spawn_here(self) {
-        self.body.spawn(self.ctx, self.stop, self.slot);
+        jobset::spawn(self.body.start(self.ctx, self.stop, self.slot));
     }
 }
 

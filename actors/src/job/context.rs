@@ -17,10 +17,11 @@ use std::sync::Arc;
 
 use weir::{JobError, JobKey, JobSpec, LeaseError, Outcome, ResourceId, TenantId};
 
-use crate::budget::CallBudget;
-use crate::runtime::{Runtime, SubmitError};
-use crate::stop::{Stop, StopReason};
-use crate::{Job, JobHandle};
+use super::budget::CallBudget;
+use super::handle::JobHandle;
+use super::link::{Link, SubmitError};
+use super::stop::{Stop, StopReason};
+use super::Job;
 
 /// Handed to every job body: its identity and the way to fan out children.
 #[derive(Debug, Clone)]
@@ -29,7 +30,7 @@ pub struct JobContext {
     tenant: TenantId,
     resource: ResourceId,
     stop: Arc<Stop>,
-    runtime: Runtime,
+    link: Link,
     budget: Option<Arc<CallBudget>>,
     fencing_token: Option<u64>,
 }
@@ -64,14 +65,14 @@ impl JobContext {
         tenant: TenantId,
         resource: ResourceId,
         stop: Arc<Stop>,
-        runtime: Runtime,
+        link: Link,
     ) -> Self {
         Self {
             key,
             tenant,
             resource,
             stop,
-            runtime,
+            link,
             budget: None,
             fencing_token: None,
         }
@@ -136,17 +137,12 @@ impl JobContext {
         &self.resource
     }
 
-    /// The runtime the job runs in.
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
-    }
-
     /// Reports what this job actually cost, in the units of the configured cost budgets
     /// (for example micro-dollars: tokens in and out times a price). It replaces the
     /// estimate the job was admitted with when the job ends; the last report counts. A job
     /// that ran and never reports is charged its estimate.
     pub fn report_cost(&self, cost: u64) {
-        self.runtime.report_cost(self.key, cost);
+        self.link.report_cost(self.key, cost);
     }
 
     /// A spec for a child of the same tenant on `resource`.
@@ -176,7 +172,14 @@ impl JobContext {
                 job
             })
             .collect();
-        let handles = self.runtime.submit_jobs(jobs, handles, true)?;
+        self.link.send_jobs(jobs, true)?;
+        let handles = handles
+            .into_iter()
+            .map(|mut handle| {
+                handle.attach(&self.link);
+                handle
+            })
+            .collect();
         Ok(Children { handles })
     }
 
@@ -193,7 +196,7 @@ impl JobContext {
             Some(StopReason::LeaseLost) => return Err(LeaseError::Expired),
             None => {}
         }
-        self.runtime.renew(self.key).await.map(|_| ())
+        self.link.renew(self.key).await.map(|_| ())
     }
 
     /// Runs blocking code (a synchronous client, `std::thread::sleep`, heavy CPU work) on
@@ -238,7 +241,7 @@ impl JobContext {
         });
         match task.await {
             Ok(value) => Ok(value),
-            Err(e) if e.is_panic() => Err(JobError::Panicked(crate::job::panic_message(&*e.into_panic()))),
+            Err(e) if e.is_panic() => Err(JobError::Panicked(super::body::panic_message(&*e.into_panic()))),
             Err(e) => Err(JobError::RuntimeStopped(format!("blocking section: {e}"))),
         }
     }
@@ -246,9 +249,13 @@ impl JobContext {
     /// Waits for children without holding a slot: the slot is given back while waiting
     /// and taken again (waiting in the fair queue like any job) before this returns.
     pub async fn join<T>(&self, children: Children<T>) -> Vec<Outcome<T>> {
-        self.runtime.park(self.key);
-        let outcomes = futures::future::join_all(children.handles).await;
-        self.runtime.unpark(self.key).await;
-        outcomes
+        self.without_slot(futures::future::join_all(children.handles))
+            .await
+    }
+
+    /// Runs `wait` without holding the job's slot (see the module docs): what
+    /// [`JobContext::join`] and [`JobContext::request`] do while they wait.
+    pub(crate) async fn without_slot<R>(&self, wait: impl Future<Output = R>) -> R {
+        self.link.without_slot(self.key, wait).await
     }
 }

@@ -14,7 +14,7 @@
 //! A job's future is polled only on the thread that started it (bodies need not be
 //! `Send`), woken through its own waker, and dropped when it ends or when the thread's
 //! runtime stops; in every case its `SlotReturn` reports its end as before. Job bodies
-//! catch their own panics (`job::run_attempt`); should one escape anyway, it takes down
+//! catch their own panics (`job::body::run_attempt`); should one escape anyway, it takes down
 //! this thread's driver, whose jobs are dropped and reported, and the next job started
 //! on the thread starts a new driver.
 //!
@@ -30,7 +30,7 @@ use std::task::{Context, Poll, Waker};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
-type JobFuture = Pin<Box<dyn Future<Output = ()>>>;
+use crate::job::body::JobFuture;
 
 /// Finished jobs per poll of the driver before it lets other tasks of the thread run.
 const FINISHED_PER_POLL: usize = 256;
@@ -50,8 +50,7 @@ thread_local! {
 }
 
 /// Runs `job` on the current thread (an actix arbiter), in this thread's job set.
-pub(crate) fn spawn(job: impl Future<Output = ()> + 'static) {
-    let job: JobFuture = Box::pin(job);
+pub(crate) fn spawn(job: JobFuture) {
     CURRENT.with(|current| {
         let mut current = current.borrow_mut();
         let shared = current.get_or_insert_with(start_driver);
@@ -149,10 +148,10 @@ mod tests {
                 async move {
                     for _ in 0..1_000 {
                         let ran = ran.clone();
-                        spawn(async move {
+                        spawn(Box::pin(async move {
                             tokio::task::yield_now().await;
                             ran.set(ran.get() + 1);
-                        });
+                        }));
                     }
                     while ran.get() < 1_000 {
                         tokio::task::yield_now().await;
@@ -177,10 +176,10 @@ mod tests {
             async move {
                 for _ in 0..10 {
                     let guard = Dropped(dropped.clone());
-                    spawn(async move {
+                    spawn(Box::pin(async move {
                         let _guard = guard;
                         std::future::pending::<()>().await;
-                    });
+                    }));
                 }
                 tokio::task::yield_now().await;
             }

@@ -1,0 +1,266 @@
+//! The Supervisor actor: the only place a slot is granted.
+//!
+//! It owns the scheduler core and carries out its decisions: it hands granted jobs to
+//! workers, resolves skipped and cancelled jobs, stops jobs whose lease expired, and
+//! schedules one wake-up for the core's next deadline. Nothing else in the process
+//! admits work, so the per-resource cap is a property of this one actor's state.
+//!
+//! One file per concern: this one drives the core and hands grants to workers;
+//! `inputs.rs` takes in what jobs send back (stop reports, park, unpark, renewals, costs,
+//! cancellations); `leases.rs` carries the Redis brokers' answers for resources whose
+//! slots are shared; `shutdown.rs` stops the runtime; `queries.rs` answers stats and usage.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, AsyncContext, Context, Handler, SpawnHandle};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use weir::{BatchSchedule, Event, JobKey, Outcome, ResourceId, Scheduler, SkipReason, StatsSnapshot};
+
+mod inputs;
+mod leases;
+mod queries;
+mod shutdown;
+
+pub(crate) use queries::{GetBackendStats, GetStats, GetUsage};
+pub(crate) use shutdown::Shutdown;
+pub use shutdown::ShutdownReport;
+
+use crate::job::body::ErasedBody;
+use crate::job::budget::CallBudget;
+use crate::job::context::JobContext;
+use crate::job::inbox::Intake;
+use crate::job::link::{Drain, Link};
+use crate::job::slot::SlotReturn;
+use crate::job::stop::{Stop, StopReason};
+use crate::redis_pool::SharedSlots;
+use crate::worker::{Run, WorkerPool};
+use leases::BackendAnswers;
+
+/// A job waiting in the core: a fresh body, or a parked parent's waker.
+pub(crate) enum Payload {
+    Fresh(Task),
+    Resume(oneshot::Sender<()>),
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Payload::Fresh(_) => f.write_str("Fresh"),
+            Payload::Resume(_) => f.write_str("Resume"),
+        }
+    }
+}
+
+pub(crate) struct Task {
+    body: Box<dyn ErasedBody>,
+    stop: Arc<Stop>,
+    /// The resource it was submitted to (the core knows its tenant; not kept twice, since
+    /// every waiting job holds a `Task`).
+    resource: ResourceId,
+    budget: Option<Arc<CallBudget>>,
+}
+
+pub(crate) struct Supervisor {
+    core: Scheduler<Payload>,
+    link: Link,
+    /// Called once with the last statistics when the supervisor stops (the public
+    /// handle keeps them for `stats` after shutdown, and stops its own system).
+    on_stopped: Option<Box<dyn FnOnce(StatsSnapshot)>>,
+    origin: Instant,
+    workers: WorkerPool,
+    arbiters: Vec<actix_rt::Arbiter>,
+    /// Stop signals of started jobs, indexed by `JobKey::index`.
+    running: Vec<Option<(JobKey, Arc<Stop>)>>,
+    events: Vec<Event<Payload>>,
+    wake: Option<(Duration, SpawnHandle)>,
+    schedule: BatchSchedule,
+    shutdown: Option<shutdown::ShutdownState>,
+    /// Some resource has a `call_budget` (else submissions skip the lookup).
+    any_budget: bool,
+    /// Resources whose slots are shared through Redis (see `redis_pool::shared`).
+    shared: SharedSlots<Payload>,
+    /// The inbox's last batch, kept empty between drains for its capacity.
+    intake: Vec<Intake>,
+}
+
+impl Supervisor {
+    pub(crate) fn new(
+        config: weir::Config,
+        link: Link,
+        on_stopped: Box<dyn FnOnce(StatsSnapshot)>,
+        workers: WorkerPool,
+        arbiters: Vec<actix_rt::Arbiter>,
+    ) -> Self {
+        let schedule = BatchSchedule::new(config.scheduler.org_batch_size, config.scheduler.batch_delay);
+        let any_budget = config.resources.values().any(|r| r.call_budget.is_some());
+        Self {
+            any_budget,
+            core: Scheduler::new(config),
+            link,
+            on_stopped: Some(on_stopped),
+            origin: Instant::now(),
+            workers,
+            arbiters,
+            running: Vec::new(),
+            events: Vec::new(),
+            wake: None,
+            schedule,
+            shutdown: None,
+            shared: SharedSlots::none(),
+            intake: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.origin)
+    }
+
+    /// Polls the core and carries out its decisions, then schedules the next wake-up.
+    fn drive(&mut self, ctx: &mut Context<Self>) {
+        let now = self.now();
+        let mut events = std::mem::take(&mut self.events);
+        self.core.poll(now, &mut events);
+        let mut left_waiting = 0u64;
+        for event in events.drain(..) {
+            match event {
+                Event::Granted {
+                    key,
+                    payload,
+                    wait_left,
+                    ..
+                } => match payload {
+                    Payload::Fresh(task) => {
+                        left_waiting += 1;
+                        match self.shared_resource(key, &task) {
+                            // Holds its local slot while it waits for a global lease, for
+                            // what is left of its own wait timeout.
+                            Some(resource) => {
+                                self.shared.want(key, resource, Payload::Fresh(task), wait_left)
+                            }
+                            None => self.start(key, task, None),
+                        }
+                    }
+                    Payload::Resume(tx) => match self.shared.resumed(key) {
+                        Some(resource) => self.shared.want(key, resource, Payload::Resume(tx), None),
+                        // If the parent stopped meanwhile its task reports Done, which
+                        // returns this slot.
+                        None => {
+                            let _ = tx.send(());
+                        }
+                    },
+                },
+                Event::Skipped { payload, reason, .. } => {
+                    if let Payload::Fresh(task) = payload {
+                        left_waiting += 1;
+                        task.body.resolve(Outcome::Skipped(reason));
+                    }
+                }
+                Event::LeaseExpired { key } => {
+                    if let Some(payload) = self.shared.release(key) {
+                        // Never started: it waited for a global lease past its lease.
+                        self.end_unstarted(key, payload, Outcome::Skipped(SkipReason::NoSlot), now);
+                    } else if let Some(stop) = self.stop_of(key) {
+                        stop.request(StopReason::TimedOut);
+                    }
+                }
+            }
+        }
+        self.events = events;
+        self.workers.flush();
+        self.link.left_waiting(left_waiting);
+        self.schedule_wake(now, ctx);
+    }
+
+    fn schedule_wake(&mut self, now: Duration, ctx: &mut Context<Self>) {
+        let Some(at) = self.core.next_deadline() else {
+            return;
+        };
+        if let Some((scheduled, handle)) = self.wake {
+            if scheduled <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let mut delay = at.saturating_sub(now);
+        if crate::failpoints::hit("weir::wake::early") {
+            delay /= 2;
+        }
+        if crate::failpoints::hit("weir::wake::late") {
+            delay += Duration::from_millis(50);
+        }
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.wake = None;
+            act.drive(ctx);
+        });
+        self.wake = Some((at, handle));
+    }
+
+    fn stop_of(&self, key: JobKey) -> Option<&Arc<Stop>> {
+        match self.running.get(key.index()) {
+            Some(Some((k, stop))) if *k == key => Some(stop),
+            _ => None,
+        }
+    }
+
+    fn start(&mut self, key: JobKey, task: Task, fencing_token: Option<u64>) {
+        let i = key.index();
+        if self.running.len() <= i {
+            self.running.resize_with(i + 1, || None);
+        }
+        self.running[i] = Some((key, task.stop.clone()));
+        // After a fallback the job runs on another resource than it was submitted to.
+        let resource = self.core.resource_of(key).cloned().unwrap_or(task.resource);
+        // Live: it was granted a slot this pass (or holds one while it waited for a lease).
+        let tenant = self.core.tenant_of(key).cloned().unwrap_or_default();
+        let ctx = JobContext::new(key, tenant, resource, task.stop.clone(), self.link.clone())
+            .with_budget(task.budget)
+            .with_fencing_token(fencing_token);
+        let run = Run {
+            body: task.body,
+            ctx,
+            stop: task.stop,
+            slot: SlotReturn::new(key, self.link.clone()),
+        };
+        if crate::failpoints::hit("weir::dispatch") {
+            // Lost in transit: dropping the job reports it `Failed` and returns its slot.
+            tracing::warn!(
+                job = key.id().0,
+                "failpoint weir::dispatch: job dropped before it ran"
+            );
+            drop(run);
+            return;
+        }
+        self.workers.dispatch(run);
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // Stopped without a shutdown (its system ended): what is still pending is dropped,
+        // so those jobs' handles resolve instead of waiting for a drain that never comes.
+        drop(self.link.inbox().close());
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let me = ctx.address();
+        self.shared = SharedSlots::start(self.core.config(), move |answers| {
+            me.do_send(BackendAnswers(answers));
+        });
+    }
+}
+
+impl Handler<Drain> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        self.drain_inbox(ctx);
+        self.drive(ctx);
+        self.finish_shutdown_if_idle(ctx);
+    }
+}
