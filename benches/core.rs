@@ -2,8 +2,9 @@
 //! fair queue's push + pop, beside tokio's `Semaphore` (`try_acquire` + drop of the
 //! permit), the primitive a user would otherwise guard a downstream with.
 //!
-//! Rate limiters (token bucket, quotas) are not built yet; their checks get a group here
-//! when they land.
+//! Quota and cost-budget checks have their own bench (benches/quota.rs). The rate limit
+//! is governor's GCRA behind a clock advanced to `now` (src/limit/rate.rs), so its cost is
+//! governor's; it has no group here.
 
 use std::time::{Duration, Instant};
 

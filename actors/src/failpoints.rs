@@ -11,8 +11,8 @@
 //! | `weir::worker::run` | a worker receives a job | the worker panics and dies (`panic` also works); the pool restarts it |
 //! | `weir::done::duplicate` | the supervisor handles a job's end | the end is reported twice; the slot must return once |
 //! | `weir::done::delay` | the supervisor handles a job's end | the report arrives 50 ms later; the slot stays held until then |
-//! | `weir::wake::early` | the supervisor schedules its timer | the timer fires at half the delay (a spurious early wake) |
-//! | `weir::wake::late` | the supervisor schedules its timer | the timer fires 50 ms late |
+//! | `weir::wake::early` | an actor (the supervisor, a coalescer, recurring checks) arms its wake-up | the timer fires at half the delay (a spurious early wake) |
+//! | `weir::wake::late` | an actor (the supervisor, a coalescer, recurring checks) arms its wake-up | the timer fires 50 ms late |
 
 /// True when the failpoint `name` is configured to fail now.
 #[cfg(feature = "failpoints")]

@@ -1,7 +1,7 @@
 //! One pending wake-up per actor, kept at the earliest deadline its pure core asks for.
 //!
-//! The coalescer and the recurring scheduler each drive a core that says when it next
-//! needs to run (`next_deadline`). Each keeps exactly one timer armed for that instant and
+//! The supervisor, the coalescer and the recurring scheduler each drive a core that says
+//! when it next needs to run (`next_deadline`). Each keeps exactly one timer armed for that instant and
 //! re-arms it only when the deadline moves earlier, so a burst of messages does not pile
 //! up timers in the actor's context.
 
@@ -33,7 +33,14 @@ impl Wake {
             }
             ctx.cancel_future(handle);
         }
-        let handle = ctx.run_later(at.saturating_sub(now), move |act, ctx| {
+        let mut delay = at.saturating_sub(now);
+        if crate::failpoints::hit("weir::wake::early") {
+            delay /= 2;
+        }
+        if crate::failpoints::hit("weir::wake::late") {
+            delay += Duration::from_millis(50);
+        }
+        let handle = ctx.run_later(delay, move |act, ctx| {
             slot(act).0 = None;
             fire(act, ctx);
         });

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, AsyncContext, Context, Handler, SpawnHandle};
+use actix::{Actor, AsyncContext, Context, Handler};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use weir::{BatchSchedule, Event, JobKey, Outcome, ResourceId, Scheduler, SkipReason, StatsSnapshot};
@@ -35,6 +35,7 @@ use crate::job::link::{Drain, Link};
 use crate::job::slot::SlotReturn;
 use crate::job::stop::{Stop, StopReason};
 use crate::redis_pool::SharedSlots;
+use crate::wake::Wake;
 use crate::worker::{Run, WorkerPool};
 use leases::BackendAnswers;
 
@@ -74,7 +75,7 @@ pub(crate) struct Supervisor {
     /// Stop signals of started jobs, indexed by `JobKey::index`.
     running: Vec<Option<(JobKey, Arc<Stop>)>>,
     events: Vec<Event<Payload>>,
-    wake: Option<(Duration, SpawnHandle)>,
+    wake: Wake,
     schedule: BatchSchedule,
     shutdown: Option<shutdown::ShutdownState>,
     /// Some resource has a `call_budget` (else submissions skip the lookup).
@@ -105,7 +106,7 @@ impl Supervisor {
             arbiters,
             running: Vec::new(),
             events: Vec::new(),
-            wake: None,
+            wake: Wake::default(),
             schedule,
             shutdown: None,
             shared: SharedSlots::none(),
@@ -174,27 +175,9 @@ impl Supervisor {
     }
 
     fn schedule_wake(&mut self, now: Duration, ctx: &mut Context<Self>) {
-        let Some(at) = self.core.next_deadline() else {
-            return;
-        };
-        if let Some((scheduled, handle)) = self.wake {
-            if scheduled <= at {
-                return;
-            }
-            ctx.cancel_future(handle);
+        if let Some(at) = self.core.next_deadline() {
+            self.wake.arm(at, now, ctx, |act| &mut act.wake, Self::drive);
         }
-        let mut delay = at.saturating_sub(now);
-        if crate::failpoints::hit("weir::wake::early") {
-            delay /= 2;
-        }
-        if crate::failpoints::hit("weir::wake::late") {
-            delay += Duration::from_millis(50);
-        }
-        let handle = ctx.run_later(delay, |act, ctx| {
-            act.wake = None;
-            act.drive(ctx);
-        });
-        self.wake = Some((at, handle));
     }
 
     fn stop_of(&self, key: JobKey) -> Option<&Arc<Stop>> {
