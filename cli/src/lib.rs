@@ -1,8 +1,8 @@
 //! # weir-cli: the `weir` command
 //!
 //! Not part of what a service links. It holds the tooling around the runtime: the
-//! scenario simulators of `weir simulate` ([`simulate`]), the measurements of
-//! `weir bench` ([`bench`]) and the alerts scenario runner ([`alerts`]). Everything here
+//! scenario simulators of `weir simulate` ([`simulate`](mod@simulate)), the measurements of
+//! `weir bench` ([`bench`](mod@bench)) and the alerts scenario runner ([`alerts`](mod@alerts)). Everything here
 //! drives the public API of `weir-actors`, as a user's program would.
 
 #![forbid(unsafe_code)]

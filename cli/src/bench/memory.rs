@@ -57,7 +57,7 @@ const CHUNK: usize = 10_000;
 
 /// RSS growth per queued job in weir: a pool of one slot held by a job that never ends,
 /// then `n` jobs submitted one by one (their handles kept, as a caller keeps them), all
-/// waiting. Submission pauses every [`CHUNK`] jobs until the supervisor has taken them in,
+/// waiting. Submission pauses every `CHUNK` jobs until the supervisor has taken them in,
 /// so the figure is the steady cost of waiting jobs, not of a full mailbox.
 /// Returns bytes per job. Call inside an actix system.
 ///

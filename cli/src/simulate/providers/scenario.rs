@@ -1,7 +1,7 @@
 //! The `providers` scenario file (`config/providers.toml`) and the arrivals drawn from
 //! its seed.
 //!
-//! Ranges are checked with the incident's helpers ([`check_range`], [`check_duration`])
+//! Ranges are checked with the incident's helpers (`check_range`, `check_duration`)
 //! and the `[weir]` table with weir's own [`weir::Config::validate`], its field paths
 //! prefixed with `weir.`: every error names the dotted field and what is allowed.
 
