@@ -10,13 +10,20 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::BackendConfig;
-use crate::resilience::{
+mod backend;
+mod coalesce;
+mod quota;
+pub mod resilience;
+
+pub use backend::{BackendConfig, BackendKind, FailurePolicy};
+pub use coalesce::CoalesceConfig;
+pub use quota::{QuotaConfig, QuotaScope, WindowConfig};
+use resilience::{
     BreakerConfig, CallBudgetConfig, JitterConfig, RateLimitConfig, RetryConfig, StaggerConfig,
 };
 
 /// The embedded default configuration (`config/default.toml`).
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// Why a configuration was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -285,9 +292,9 @@ impl Config {
                     WEEK,
                 )?;
             }
-            crate::resilience::validate(name, r, |n| self.resources.contains_key(n))?;
+            resilience::validate(name, r, |n| self.resources.contains_key(n))?;
         }
-        crate::limit::quota_config::validate(&self.quotas)?;
+        quota::validate(&self.quotas)?;
         for (name, b) in &self.backends {
             b.validate(name)?;
         }
