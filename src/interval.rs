@@ -96,18 +96,13 @@ impl IntervalTable {
 
     /// Checks the table; errors name `field[i].window` or `field[i].every`.
     pub fn validate(&self, field: &str) -> Result<(), ConfigError> {
-        let invalid = |f: String, allowed: String, got: String| ConfigError::Invalid {
-            field: f,
-            allowed,
-            got,
-        };
         if self.steps.is_empty() {
-            return Err(invalid(field.into(), "at least one step".into(), "none".into()));
+            return Err(ConfigError::invalid(field, "at least one step", "none"));
         }
         let mut previous: Option<IntervalStep> = None;
         for (i, s) in self.steps.iter().enumerate() {
             if s.every.is_zero() || s.every > s.window {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     format!("{field}[{i}].every"),
                     format!("between 1ms and its window ({})", fmt(s.window)),
                     fmt(s.every),
@@ -115,14 +110,14 @@ impl IntervalTable {
             }
             if let Some(p) = previous {
                 if s.window <= p.window {
-                    return Err(invalid(
+                    return Err(ConfigError::invalid(
                         format!("{field}[{i}].window"),
                         format!("longer than the previous step's window ({})", fmt(p.window)),
                         fmt(s.window),
                     ));
                 }
                 if s.every < p.every {
-                    return Err(invalid(
+                    return Err(ConfigError::invalid(
                         format!("{field}[{i}].every"),
                         format!("at least the previous step's interval ({})", fmt(p.every)),
                         fmt(s.every),

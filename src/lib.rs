@@ -30,11 +30,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
-mod backend;
 mod breaker;
 mod coalesce;
-mod coalesce_config;
-mod config;
+pub mod config;
 mod fair;
 mod fanout;
 mod guard;
@@ -46,7 +44,6 @@ mod lease;
 pub mod limit;
 mod pool;
 mod recurring;
-pub mod resilience;
 mod retry;
 mod scheduler;
 pub mod sim;
@@ -56,14 +53,14 @@ mod tenant_ledger;
 pub mod testing;
 mod timers;
 
-pub use backend::{BackendConfig, BackendKind, FailurePolicy};
 pub use breaker::{Breaker, BreakerState, Permit, Transition};
 pub use coalesce::{
     Batch, BatchItem, CoalesceBuffer, CoalesceSettings, CoalesceSettingsError, FlushReason, Waiting,
 };
-pub use coalesce_config::CoalesceConfig;
+pub use config::resilience;
 pub use config::{
-    Config, ConfigError, ResourceConfig, ResourceSettings, RuntimeConfig, SchedulerConfig, TenantConfig,
+    BackendConfig, BackendKind, CoalesceConfig, Config, ConfigError, FailurePolicy, QuotaConfig, QuotaScope,
+    ResourceConfig, ResourceSettings, RuntimeConfig, SchedulerConfig, TenantConfig, WindowConfig,
     DEFAULT_TOML,
 };
 pub use fair::FairQueue;
@@ -77,7 +74,6 @@ pub use job::{
 };
 pub use lease::LeaseError;
 pub use limit::quota::{CostUsage, QuotaRefusal, Quotas, UsageSnapshot, WindowUsage};
-pub use limit::quota_config::{QuotaConfig, QuotaScope, WindowConfig};
 pub use pool::{NothingHeld, SlotPool};
 pub use recurring::{next_multiple, DueRun, Recurring};
 pub use retry::backoff;

@@ -4,55 +4,12 @@
 //!
 //! serde's own messages ("invalid type: string \"abc\", expected u32") name neither the
 //! field nor, in terms a user knows, what is allowed; the path comes from
-//! `serde_path_to_error`, and what is allowed from the table below, which repeats the
-//! ranges `Config::validate` enforces. Fields not in the table (sections added later) fall
-//! back to serde's "expected ..." text.
+//! `serde_path_to_error`, and what is allowed from [`weir::config::allowed::for_path`],
+//! the same ranges `Config::validate` enforces. Paths it does not know (a section as a
+//! whole, a list) fall back to serde's "expected ..." text.
 
+use weir::config::allowed;
 use weir::ConfigError;
-
-/// What is allowed in a field, by dotted path with `*` for a resource or tenant name.
-const ALLOWED: &[(&str, &str)] = &[
-    ("scheduler.max_concurrent", "a whole number between 1 and 1000000"),
-    (
-        "scheduler.slot_lease_timeout",
-        "a duration between 1ms and 7days, like \"300s\"",
-    ),
-    (
-        "scheduler.slot_wait_timeout",
-        "a duration between 0s and 7days, like \"60s\"",
-    ),
-    ("scheduler.org_batch_size", "a whole number between 1 and 1000000"),
-    (
-        "scheduler.batch_delay",
-        "a duration between 0s and 1h, like \"2s\"",
-    ),
-    ("scheduler.max_queued", "a whole number of at least 1"),
-    ("scheduler.quantum", "a whole number between 1 and 1000000"),
-    ("runtime.worker_threads", "a whole number between 0 and 1024"),
-    ("runtime.own_thread", "true or false"),
-    (
-        "resources.*.max_concurrent",
-        "a whole number between 1 and 1000000",
-    ),
-    (
-        "resources.*.slot_lease_timeout",
-        "a duration between 1ms and 7days, like \"300s\"",
-    ),
-    (
-        "resources.*.slot_wait_timeout",
-        "a duration between 0s and 7days, like \"60s\"",
-    ),
-    ("tenants.*.weight", "a whole number between 1 and 1000"),
-];
-
-fn allowed_in(field: &str) -> Option<&'static str> {
-    let mut parts: Vec<&str> = field.split('.').collect();
-    if parts.len() == 3 && matches!(parts[0], "resources" | "tenants") {
-        parts[1] = "*";
-    }
-    let pattern = parts.join(".");
-    ALLOWED.iter().find(|(p, _)| *p == pattern).map(|(_, a)| *a)
-}
 
 /// Where a bad value came from.
 pub(crate) enum Origin<'a> {
@@ -119,8 +76,8 @@ pub(crate) fn field_error(path: &str, message: &str, origin: &Origin<'_>) -> Con
     for kind in ["invalid type: ", "invalid value: "] {
         if let Some(rest) = message.strip_prefix(kind) {
             let (got, expected) = rest.rsplit_once(", expected ").unwrap_or((rest, "a valid value"));
-            let allowed = match allowed_in(path) {
-                Some(allowed) => allowed.to_string(),
+            let allowed = match allowed::for_path(path) {
+                Some(allowed) => allowed,
                 None if expected.starts_with("struct ") || expected.starts_with("a map") => {
                     format!("a table of settings (`[{path}]`)")
                 }

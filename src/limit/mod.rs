@@ -3,6 +3,5 @@
 
 pub(crate) mod budget;
 pub(crate) mod quota;
-pub(crate) mod quota_config;
 pub mod rate;
 pub(crate) mod window;

@@ -22,9 +22,9 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::{QuotaConfig, QuotaScope};
 use crate::job::{SkipReason, TenantId};
 use crate::limit::budget::{CostLog, CostWait};
-use crate::limit::quota_config::{QuotaConfig, QuotaScope};
 use crate::limit::window::WindowLog;
 
 fn nanos(d: Duration) -> u64 {

@@ -5,6 +5,8 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
+use weir::config::{Count, Span};
+use weir::ConfigError;
 
 /// The built-in alerts scenario (`config/alerts.toml`).
 pub const ALERTS_TOML: &str = include_str!("../../../config/alerts.toml");
@@ -27,11 +29,12 @@ pub enum AlertsError {
     Parse(String),
 }
 
-fn invalid(field: &str, allowed: &str, got: impl ToString) -> AlertsError {
-    AlertsError::Invalid {
-        field: field.into(),
-        allowed: allowed.into(),
-        got: got.to_string(),
+impl From<ConfigError> for AlertsError {
+    fn from(e: ConfigError) -> Self {
+        match e {
+            ConfigError::Invalid { field, allowed, got } => AlertsError::Invalid { field, allowed, got },
+            ConfigError::Parse(m) => AlertsError::Parse(m),
+        }
     }
 }
 
@@ -89,25 +92,32 @@ pub struct AlertsScenario {
 
 const SECOND: Duration = Duration::from_secs(1);
 const DAY: Duration = Duration::from_secs(86_400);
-
-fn check_range(field: &str, v: u32, max: u32) -> Result<(), AlertsError> {
-    if v == 0 || v > max {
-        return Err(invalid(field, &format!("between 1 and {max}"), v));
-    }
-    Ok(())
-}
-
-fn check_duration(field: &str, v: Duration, min: Duration, max: Duration) -> Result<(), AlertsError> {
-    if v < min || v > max {
-        let f = |d| humantime::format_duration(d).to_string();
-        return Err(invalid(
-            field,
-            &format!("between {} and {}", f(min), f(max)),
-            f(v),
-        ));
-    }
-    Ok(())
-}
+const PROJECTS: Count = Count { min: 1, max: 100_000 };
+const GROUPS_PER_PROJECT: Count = Count { min: 1, max: 100_000 };
+const EVENTS: Count = Count {
+    min: 1,
+    max: 10_000_000,
+};
+const STREAM: Span = Span {
+    min: SECOND,
+    max: DAY,
+};
+const RULE_WINDOW: Span = Span {
+    min: SECOND,
+    max: Duration::from_secs(30 * 86_400),
+};
+const STORE_LIMIT: Count = Count {
+    min: 1,
+    max: 1_000_000,
+};
+const STORE_LATENCY: Span = Span {
+    min: Duration::ZERO,
+    max: Duration::from_secs(60),
+};
+const PER_ITEM: Span = Span {
+    min: Duration::ZERO,
+    max: SECOND,
+};
 
 impl AlertsScenario {
     /// Parses and validates a scenario.
@@ -128,29 +138,29 @@ impl AlertsScenario {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), AlertsError> {
         if self.kind != "alerts" {
-            return Err(invalid("kind", "\"alerts\"", format!("{:?}", self.kind)));
+            return Err(ConfigError::invalid("kind", "\"alerts\"", format!("{:?}", self.kind)).into());
         }
-        check_range("projects", self.projects, 100_000)?;
-        check_range("groups_per_project", self.groups_per_project, 100_000)?;
-        check_range("events", self.events, 10_000_000)?;
-        check_duration("duration", self.duration, SECOND, DAY)?;
-        check_duration("base_interval", self.base_interval, SECOND, DAY)?;
+        PROJECTS.check("projects", self.projects)?;
+        GROUPS_PER_PROJECT.check("groups_per_project", self.groups_per_project)?;
+        EVENTS.check("events", self.events)?;
+        STREAM.check("duration", self.duration)?;
+        STREAM.check("base_interval", self.base_interval)?;
         if self.rules.is_empty() {
-            return Err(invalid("rules", "at least one rule", "none"));
+            return Err(ConfigError::invalid("rules", "at least one rule", "none").into());
         }
         for (i, r) in self.rules.iter().enumerate() {
-            check_duration(&format!("rules[{i}].window"), r.window, SECOND, DAY * 30)?;
+            RULE_WINDOW.check(&format!("rules[{i}].window"), r.window)?;
         }
-        check_range("store.limit", self.store.limit, 1_000_000)?;
-        check_duration("store.latency", self.store.latency, Duration::ZERO, SECOND * 60)?;
-        check_duration("store.per_item", self.store.per_item, Duration::ZERO, SECOND)?;
+        STORE_LIMIT.check("store.limit", self.store.limit)?;
+        STORE_LATENCY.check("store.latency", self.store.latency)?;
+        PER_ITEM.check("store.per_item", self.store.per_item)?;
         self.weir.validate().map_err(|e| match e {
-            weir::ConfigError::Invalid { field, allowed, got } => AlertsError::Invalid {
+            ConfigError::Invalid { field, allowed, got } => AlertsError::Invalid {
                 field: format!("weir.{field}"),
                 allowed,
                 got,
             },
-            weir::ConfigError::Parse(m) => AlertsError::Parse(m),
+            ConfigError::Parse(m) => AlertsError::Parse(m),
         })
     }
 

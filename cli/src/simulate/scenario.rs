@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use weir::config::{Count, Real, Span};
 
 /// The built-in `incident` scenario (`config/incident.toml`).
 pub const INCIDENT_TOML: &str = include_str!("../../../config/incident.toml");
@@ -261,42 +262,50 @@ pub enum WaitTimeoutAction {
     Requeue,
 }
 
-const MAX_ORGS: u32 = 100_000;
-const MAX_PROJECTIONS: u32 = 10_000;
+const ORGANISATIONS: Count = Count { min: 1, max: 100_000 };
+const PROJECTIONS: Count = Count { min: 1, max: 10_000 };
+const EXPONENT: Real = Real {
+    min: 0.0,
+    min_included: true,
+    max: 100.0,
+};
 const MAX_QUERIES: u64 = 1_000_000;
+const DOWNSTREAM_LIMIT: Count = Count {
+    min: 1,
+    max: 1_000_000,
+};
+const ERROR_RATE: Real = Real {
+    min: 0.0,
+    min_included: true,
+    max: 1.0,
+};
 pub(crate) const HOUR: Duration = Duration::from_secs(3600);
+/// A query's median latency; its p99 lies between the median and the same maximum.
+pub(crate) const LATENCY_P50: Span = Span {
+    min: Duration::from_millis(1),
+    max: HOUR,
+};
+/// How long a refusal takes.
+pub(crate) const REJECT_LATENCY: Span = Span {
+    min: Duration::ZERO,
+    max: Duration::from_secs(60),
+};
+const POLL_INTERVAL: Span = Span {
+    min: Duration::from_millis(1),
+    max: HOUR,
+};
 
-/// Refuses `v` outside `min ..= max`, naming `field`.
-pub(crate) fn check_range(field: &str, v: u32, min: u32, max: u32) -> Result<(), ScenarioError> {
-    if v < min || v > max {
-        return Err(ScenarioError::invalid(
-            field,
-            format!("between {min} and {max}"),
-            v,
-        ));
+impl LatencySpec {
+    /// Checks p50 and p99 (at least p50); errors name `{field}.p50` and `{field}.p99`.
+    pub(crate) fn validate(&self, field: &str) -> Result<(), ScenarioError> {
+        LATENCY_P50.check(&format!("{field}.p50"), self.p50)?;
+        let p99 = Span {
+            min: self.p50,
+            ..LATENCY_P50
+        };
+        p99.check(&format!("{field}.p99"), self.p99)?;
+        Ok(())
     }
-    Ok(())
-}
-
-/// Refuses `v` outside `min ..= max`, naming `field`.
-pub(crate) fn check_duration(
-    field: &str,
-    v: Duration,
-    min: Duration,
-    max: Duration,
-) -> Result<(), ScenarioError> {
-    if v < min || v > max {
-        return Err(ScenarioError::invalid(
-            field,
-            format!(
-                "between {} and {}",
-                humantime::format_duration(min),
-                humantime::format_duration(max)
-            ),
-            humantime::format_duration(v),
-        ));
-    }
-    Ok(())
 }
 
 impl IncidentScenario {
@@ -331,24 +340,20 @@ impl IncidentScenario {
             ));
         }
         let w = &self.workload;
-        check_range("workload.organisations", w.organisations, 1, MAX_ORGS)?;
+        ORGANISATIONS.check("workload.organisations", w.organisations)?;
         match w.projections {
-            Projections::Fixed { count } => {
-                check_range("workload.projections.count", count, 1, MAX_PROJECTIONS)?
-            }
+            Projections::Fixed { count } => PROJECTIONS.check("workload.projections.count", count)?,
             Projections::Uniform { min, max } => {
-                check_range("workload.projections.min", min, 1, MAX_PROJECTIONS)?;
-                check_range("workload.projections.max", max, min, MAX_PROJECTIONS)?;
+                PROJECTIONS.check("workload.projections.min", min)?;
+                let above_min = Count {
+                    min: u64::from(min),
+                    ..PROJECTIONS
+                };
+                above_min.check("workload.projections.max", max)?;
             }
             Projections::Zipf { max, exponent } => {
-                check_range("workload.projections.max", max, 1, MAX_PROJECTIONS)?;
-                if !(exponent.is_finite() && (0.0..=100.0).contains(&exponent)) {
-                    return Err(ScenarioError::invalid(
-                        "workload.projections.exponent",
-                        "between 0 and 100",
-                        exponent,
-                    ));
-                }
+                PROJECTIONS.check("workload.projections.max", max)?;
+                EXPONENT.check("workload.projections.exponent", exponent)?;
             }
         }
         let most = u64::from(w.organisations) * u64::from(w.projections.max());
@@ -360,38 +365,16 @@ impl IncidentScenario {
             ));
         }
         let d = &self.downstream;
-        check_range("downstream.limit", d.limit, 1, 1_000_000)?;
-        check_duration(
-            "downstream.latency.p50",
-            d.latency.p50,
-            Duration::from_millis(1),
-            HOUR,
-        )?;
-        check_duration("downstream.latency.p99", d.latency.p99, d.latency.p50, HOUR)?;
-        if !(d.error_rate.is_finite() && (0.0..=1.0).contains(&d.error_rate)) {
-            return Err(ScenarioError::invalid(
-                "downstream.error_rate",
-                "between 0 and 1",
-                d.error_rate,
-            ));
-        }
-        check_duration(
-            "downstream.reject_latency",
-            d.reject_latency,
-            Duration::ZERO,
-            Duration::from_secs(60),
-        )?;
+        DOWNSTREAM_LIMIT.check("downstream.limit", d.limit)?;
+        d.latency.validate("downstream.latency")?;
+        ERROR_RATE.check("downstream.error_rate", d.error_rate)?;
+        REJECT_LATENCY.check("downstream.reject_latency", d.reject_latency)?;
         let config = weir::Config {
             scheduler: self.scheduler.clone(),
             ..weir::Config::default()
         };
         config.validate()?;
-        check_duration(
-            "counter.poll_interval",
-            self.counter.poll_interval,
-            Duration::from_millis(1),
-            HOUR,
-        )?;
+        POLL_INTERVAL.check("counter.poll_interval", self.counter.poll_interval)?;
         Ok(())
     }
 

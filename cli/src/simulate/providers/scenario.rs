@@ -1,8 +1,8 @@
 //! The `providers` scenario file (`config/providers.toml`) and the arrivals drawn from
 //! its seed.
 //!
-//! Ranges are checked with the incident's helpers (`check_range`, `check_duration`)
-//! and the `[weir]` table with weir's own [`weir::Config::validate`], its field paths
+//! Ranges are checked with weir's range values ([`weir::config::Count`],
+//! [`weir::config::Span`]) and the `[weir]` table with weir's own [`weir::Config::validate`], its field paths
 //! prefixed with `weir.`: every error names the dotted field and what is allowed.
 
 use std::time::Duration;
@@ -10,7 +10,9 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
-use crate::simulate::scenario::{check_duration, check_range, parse, LatencySpec, ScenarioError, HOUR};
+use weir::config::{Count, Span};
+
+use crate::simulate::scenario::{parse, LatencySpec, ScenarioError, HOUR, REJECT_LATENCY};
 
 /// The built-in `providers` scenario (`config/providers.toml`).
 pub const PROVIDERS_TOML: &str = include_str!("../../../../config/providers.toml");
@@ -149,25 +151,44 @@ impl Default for NoneSpec {
 const MAX_JOBS: u64 = 1_000_000;
 const DAY: Duration = Duration::from_secs(86_400);
 const MS: Duration = Duration::from_millis(1);
+const BATCHES: Count = Count { min: 1, max: 10_000 };
+const EVERY: Span = Span {
+    min: Duration::ZERO,
+    max: HOUR,
+};
+const BATCH_SIZE: Count = Count { min: 1, max: 10_000 };
+const MAX_CONCURRENT: Count = Count {
+    min: 1,
+    max: 1_000_000,
+};
+const REQUESTS: Count = Count {
+    min: 1,
+    max: 1_000_000,
+};
+const PER: Span = Span { min: MS, max: DAY };
+const RETRY_AFTER: Span = Span {
+    min: Duration::ZERO,
+    max: HOUR,
+};
+const BURST_START: Span = Span {
+    min: Duration::ZERO,
+    max: DAY,
+};
+const BURST_LENGTH: Span = Span { min: MS, max: DAY };
+const NONE_ATTEMPTS: Count = Count { min: 1, max: 100 };
 
 impl ProviderSpec {
     fn validate(&self, name: &str) -> Result<(), ScenarioError> {
         let f = |k: &str| format!("providers.{name}.{k}");
-        check_range(&f("max_concurrent"), self.max_concurrent, 1, 1_000_000)?;
-        check_range(&f("requests"), self.requests, 1, 1_000_000)?;
-        check_duration(&f("per"), self.per, MS, DAY)?;
-        check_duration(&f("latency.p50"), self.latency.p50, MS, HOUR)?;
-        check_duration(&f("latency.p99"), self.latency.p99, self.latency.p50, HOUR)?;
-        check_duration(
-            &f("reject_latency"),
-            self.reject_latency,
-            Duration::ZERO,
-            Duration::from_secs(60),
-        )?;
-        check_duration(&f("retry_after"), self.retry_after, Duration::ZERO, HOUR)?;
+        MAX_CONCURRENT.check(&f("max_concurrent"), self.max_concurrent)?;
+        REQUESTS.check(&f("requests"), self.requests)?;
+        PER.check(&f("per"), self.per)?;
+        self.latency.validate(&f("latency"))?;
+        REJECT_LATENCY.check(&f("reject_latency"), self.reject_latency)?;
+        RETRY_AFTER.check(&f("retry_after"), self.retry_after)?;
         for (i, b) in self.bursts.iter().enumerate() {
-            check_duration(&f(&format!("bursts[{i}].start")), b.start, Duration::ZERO, DAY)?;
-            check_duration(&f(&format!("bursts[{i}].length")), b.length, MS, DAY)?;
+            BURST_START.check(&f(&format!("bursts[{i}].start")), b.start)?;
+            BURST_LENGTH.check(&f(&format!("bursts[{i}].length")), b.length)?;
         }
         Ok(())
     }
@@ -210,15 +231,14 @@ impl ProvidersScenario {
             ));
         }
         let w = &self.workload;
-        check_range("workload.batches", w.batches, 1, 10_000)?;
-        check_duration("workload.every", w.every, Duration::ZERO, HOUR)?;
-        check_range("workload.batch_size.min", w.batch_size.min, 1, 10_000)?;
-        check_range(
-            "workload.batch_size.max",
-            w.batch_size.max,
-            w.batch_size.min,
-            10_000,
-        )?;
+        BATCHES.check("workload.batches", w.batches)?;
+        EVERY.check("workload.every", w.every)?;
+        BATCH_SIZE.check("workload.batch_size.min", w.batch_size.min)?;
+        let above_min = Count {
+            min: u64::from(w.batch_size.min),
+            ..BATCH_SIZE
+        };
+        above_min.check("workload.batch_size.max", w.batch_size.max)?;
         let most = u64::from(w.batches) * u64::from(w.batch_size.max);
         if most > MAX_JOBS {
             return Err(ScenarioError::invalid(
@@ -229,7 +249,7 @@ impl ProvidersScenario {
         }
         self.providers.a.validate(PRIMARY)?;
         self.providers.b.validate(SECONDARY)?;
-        check_range("none.max_attempts", self.none.max_attempts, 1, 100)?;
+        NONE_ATTEMPTS.check("none.max_attempts", self.none.max_attempts)?;
         self.weir.validate().map_err(|e| match e {
             weir::ConfigError::Invalid { field, allowed, got } => ScenarioError::Invalid {
                 field: format!("weir.{field}"),

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use super::allowed::{COST_BUDGET, WINDOW, WINDOW_LIMIT};
+use super::ConfigError;
 
 /// Whose admissions a quota counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,71 +57,43 @@ pub struct QuotaConfig {
     pub cost_window: Option<Duration>,
 }
 
-/// Most admissions one window may allow: the log keeps this many timestamps per scope.
-pub(crate) const MAX_WINDOW_LIMIT: u32 = 1_000_000;
-/// Longest window or cost window.
-pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
-
-fn invalid(field: String, allowed: &str, got: impl ToString) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        allowed: allowed.into(),
-        got: got.to_string(),
-    }
-}
-
-fn check_window(field: String, v: Duration) -> Result<(), ConfigError> {
-    if v < Duration::from_millis(1) || v > MAX_WINDOW {
-        return Err(invalid(
-            field,
-            "between 1ms and 366days",
-            humantime::format_duration(v),
-        ));
-    }
-    Ok(())
-}
-
 /// Checks every quota; the error names the first bad field (`quotas.per_user.windows[0].limit`).
 pub(crate) fn validate(quotas: &BTreeMap<String, QuotaConfig>) -> Result<(), ConfigError> {
     for (name, q) in quotas {
         let at = |field: &str| format!("quotas.{name}.{field}");
         if name.is_empty() {
-            return Err(invalid("quotas".into(), "non-empty quota names", "\"\""));
+            return Err(ConfigError::invalid("quotas", "non-empty quota names", "\"\""));
         }
         if q.windows.is_empty() && q.cost_budget.is_none() {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 at("windows"),
                 "at least one window, or a cost_budget",
                 "none",
             ));
         }
         for (i, w) in q.windows.iter().enumerate() {
-            if w.limit == 0 || w.limit > MAX_WINDOW_LIMIT {
-                return Err(invalid(
-                    at(&format!("windows[{i}].limit")),
-                    "between 1 and 1000000",
-                    w.limit,
-                ));
-            }
-            check_window(at(&format!("windows[{i}].per")), w.per)?;
+            WINDOW_LIMIT.check(&at(&format!("windows[{i}].limit")), w.limit)?;
+            WINDOW.check(&at(&format!("windows[{i}].per")), w.per)?;
+        }
+        if let Some(budget) = q.cost_budget {
+            COST_BUDGET.check(&at("cost_budget"), budget)?;
         }
         match (q.cost_budget, q.cost_window) {
-            (Some(0), _) => return Err(invalid(at("cost_budget"), "at least 1", 0)),
             (Some(_), None) => {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     at("cost_window"),
                     "set when cost_budget is set",
                     "nothing",
                 ))
             }
             (None, Some(_)) => {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     at("cost_budget"),
                     "set when cost_window is set",
                     "nothing",
                 ))
             }
-            (Some(_), Some(w)) => check_window(at("cost_window"), w)?,
+            (Some(_), Some(window)) => WINDOW.check(&at("cost_window"), window)?,
             (None, None) => {}
         }
     }

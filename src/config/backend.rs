@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use super::allowed::{KEY_PREFIX, LEASE_TTL, LOCAL_CAP, REDIS_URL, RENEWAL_INTERVAL};
+use super::range::show;
+use super::ConfigError;
 
 /// Which pool grants a resource's slots.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,18 +89,6 @@ impl Default for BackendConfig {
     }
 }
 
-fn invalid(resource: &str, field: &str, allowed: &str, got: impl ToString) -> ConfigError {
-    ConfigError::Invalid {
-        field: format!("backends.{resource}.{field}"),
-        allowed: allowed.into(),
-        got: got.to_string(),
-    }
-}
-
-fn show(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
-
 impl BackendConfig {
     /// Checks the fields of the backend of `resource`; the error names the field.
     ///
@@ -114,51 +104,36 @@ impl BackendConfig {
         if self.backend == BackendKind::InProcess {
             return Ok(());
         }
+        let field = |name: &str| format!("backends.{resource}.{name}");
         if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://")) {
-            return Err(invalid(
-                resource,
-                "url",
-                "a redis:// or rediss:// URL",
+            return Err(ConfigError::invalid(
+                field("url"),
+                REDIS_URL,
                 format!("{:?}", self.url),
             ));
         }
         if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}']) {
-            return Err(invalid(
-                resource,
-                "key_prefix",
-                "non-empty, without '{' or '}'",
+            return Err(ConfigError::invalid(
+                field("key_prefix"),
+                KEY_PREFIX,
                 format!("{:?}", self.key_prefix),
             ));
         }
-        let (min_ttl, max) = (Duration::from_millis(100), Duration::from_secs(3600));
-        if self.lease_ttl < min_ttl || self.lease_ttl > max {
-            return Err(invalid(
-                resource,
-                "lease_ttl",
-                "between 100ms and 1h",
-                show(self.lease_ttl),
-            ));
-        }
-        if self.renewal_interval < Duration::from_millis(10) || self.renewal_interval > self.lease_ttl / 2 {
-            return Err(invalid(
-                resource,
-                "renewal_interval",
-                &format!(
-                    "between 10ms and half of lease_ttl ({})",
-                    show(self.lease_ttl / 2)
+        LEASE_TTL.check(&field("lease_ttl"), self.lease_ttl)?;
+        // The upper bound is another field's value; the message names that field.
+        let half = self.lease_ttl / 2;
+        if !(RENEWAL_INTERVAL.contains(self.renewal_interval) && self.renewal_interval <= half) {
+            return Err(ConfigError::invalid(
+                field("renewal_interval"),
+                format!(
+                    "between {} and half of lease_ttl ({})",
+                    show(RENEWAL_INTERVAL.min),
+                    show(half)
                 ),
                 show(self.renewal_interval),
             ));
         }
-        if self.local_cap == 0 || self.local_cap > 1_000_000 {
-            return Err(invalid(
-                resource,
-                "local_cap",
-                "between 1 and 1000000",
-                self.local_cap,
-            ));
-        }
-        Ok(())
+        LOCAL_CAP.check(&field("local_cap"), self.local_cap)
     }
 }
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CoalesceSettings, ConfigError};
+use super::allowed::{COALESCE_RESOURCE, FLUSH_INTERVAL, MAX_BATCH, MAX_WAIT};
+use super::ConfigError;
+use crate::CoalesceSettings;
 
 /// Settings of one coalescing job kind (`[coalesce.KIND]`).
 ///
@@ -45,8 +47,6 @@ impl Default for CoalesceConfig {
     }
 }
 
-const HOUR: Duration = Duration::from_secs(3600);
-
 impl CoalesceConfig {
     /// The buffer settings.
     pub fn settings(&self) -> CoalesceSettings {
@@ -59,31 +59,12 @@ impl CoalesceConfig {
 
     /// Checks every field; errors name `coalesce.KIND.FIELD`.
     pub fn validate(&self, kind: &str) -> Result<(), ConfigError> {
-        let invalid = |field: &str, allowed: &str, got: String| ConfigError::Invalid {
-            field: format!("coalesce.{kind}.{field}"),
-            allowed: allowed.into(),
-            got,
-        };
-        let fmt = |d: Duration| humantime::format_duration(d).to_string();
-        if self.flush_interval > HOUR {
-            return Err(invalid(
-                "flush_interval",
-                "between 0s and 1h",
-                fmt(self.flush_interval),
-            ));
-        }
-        if self.max_batch == 0 || self.max_batch > 1_000_000 {
-            return Err(invalid(
-                "max_batch",
-                "between 1 and 1000000",
-                self.max_batch.to_string(),
-            ));
-        }
-        if self.max_wait > HOUR {
-            return Err(invalid("max_wait", "between 0s and 1h", fmt(self.max_wait)));
-        }
+        let field = |name: &str| format!("coalesce.{kind}.{name}");
+        FLUSH_INTERVAL.check(&field("flush_interval"), self.flush_interval)?;
+        MAX_BATCH.check(&field("max_batch"), self.max_batch)?;
+        MAX_WAIT.check(&field("max_wait"), self.max_wait)?;
         if self.resource.is_empty() {
-            return Err(invalid("resource", "a non-empty resource name", "\"\"".into()));
+            return Err(ConfigError::invalid(field("resource"), COALESCE_RESOURCE, "\"\""));
         }
         Ok(())
     }

@@ -20,7 +20,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, ResourceConfig};
+use super::allowed::{
+    BREAKER_WINDOW, BURST, CALLS, COOLDOWN, ERROR_RATE, FALLBACK, HALF_OPEN_PROBES, HALF_OPEN_TIMEOUT,
+    JITTER_MAX, JITTER_MIN, MAX_ATTEMPTS, MIN_CALLS, RATE_LIMIT_PER, RATE_LIMIT_REQUESTS, RETRY_BASE,
+    RETRY_CAP, SAFETY_FACTOR, STAGGER_MAX, STAGGER_MIN,
+};
+use super::{ConfigError, Count, ResourceConfig, Span};
 
 /// `rate_limit`: at most `requests x safety_factor` calls per `per`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -184,37 +189,6 @@ impl Default for CallBudgetConfig {
     }
 }
 
-const DAY: Duration = Duration::from_secs(24 * 3600);
-const HOUR: Duration = Duration::from_secs(3600);
-const MS: Duration = Duration::from_millis(1);
-
-fn invalid(field: String, allowed: &str, got: impl ToString) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        allowed: allowed.to_string(),
-        got: got.to_string(),
-    }
-}
-
-fn duration(field: String, v: Duration, min: Duration, max: Duration) -> Result<(), ConfigError> {
-    if v < min || v > max {
-        let allowed = format!(
-            "between {} and {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
-        );
-        return Err(invalid(field, &allowed, humantime::format_duration(v)));
-    }
-    Ok(())
-}
-
-fn int(field: String, v: u32, min: u32, max: u32) -> Result<(), ConfigError> {
-    if v < min || v > max {
-        return Err(invalid(field, &format!("between {min} and {max}"), v));
-    }
-    Ok(())
-}
-
 /// Checks the resilience fields of resource `name`; `exists` says whether another
 /// resource is configured (for `fallback`).
 pub(crate) fn validate(
@@ -224,59 +198,54 @@ pub(crate) fn validate(
 ) -> Result<(), ConfigError> {
     let f = |k: &str| format!("resources.{name}.{k}");
     if let Some(l) = &r.rate_limit {
-        int(f("rate_limit.requests"), l.requests, 1, 1_000_000_000)?;
-        duration(f("rate_limit.per"), l.per, MS, DAY)?;
-        if !(l.safety_factor > 0.0 && l.safety_factor <= 1.0) {
-            return Err(invalid(
-                f("rate_limit.safety_factor"),
-                "greater than 0 and at most 1",
-                l.safety_factor,
-            ));
-        }
-        int(f("rate_limit.burst"), l.burst, 1, l.effective_requests())?;
+        RATE_LIMIT_REQUESTS.check(&f("rate_limit.requests"), l.requests)?;
+        RATE_LIMIT_PER.check(&f("rate_limit.per"), l.per)?;
+        SAFETY_FACTOR.check(&f("rate_limit.safety_factor"), l.safety_factor)?;
+        let burst = Count {
+            max: u64::from(l.effective_requests()),
+            ..BURST
+        };
+        burst.check(&f("rate_limit.burst"), l.burst)?;
     }
     if let Some(b) = &r.breaker {
-        if !(b.error_rate > 0.0 && b.error_rate <= 1.0) {
-            return Err(invalid(
-                f("breaker.error_rate"),
-                "greater than 0 and at most 1",
-                b.error_rate,
-            ));
-        }
-        duration(f("breaker.window"), b.window, Duration::from_secs(1), DAY)?;
-        int(f("breaker.min_calls"), b.min_calls, 1, 1_000_000)?;
-        duration(f("breaker.cooldown"), b.cooldown, MS, DAY)?;
-        int(f("breaker.half_open_probes"), b.half_open_probes, 1, 1000)?;
-        duration(f("breaker.half_open_timeout"), b.half_open_timeout, MS, DAY)?;
+        ERROR_RATE.check(&f("breaker.error_rate"), b.error_rate)?;
+        BREAKER_WINDOW.check(&f("breaker.window"), b.window)?;
+        MIN_CALLS.check(&f("breaker.min_calls"), b.min_calls)?;
+        COOLDOWN.check(&f("breaker.cooldown"), b.cooldown)?;
+        HALF_OPEN_PROBES.check(&f("breaker.half_open_probes"), b.half_open_probes)?;
+        HALF_OPEN_TIMEOUT.check(&f("breaker.half_open_timeout"), b.half_open_timeout)?;
     }
     if let Some(t) = &r.retry {
-        int(f("retry.max_attempts"), t.max_attempts, 1, 100)?;
-        duration(f("retry.base"), t.base, MS, HOUR)?;
-        duration(f("retry.cap"), t.cap, t.base, DAY)?;
+        MAX_ATTEMPTS.check(&f("retry.max_attempts"), t.max_attempts)?;
+        RETRY_BASE.check(&f("retry.base"), t.base)?;
+        let cap = Span {
+            min: t.base,
+            ..RETRY_CAP
+        };
+        cap.check(&f("retry.cap"), t.cap)?;
     }
     if let Some(j) = &r.jitter {
-        if !(0.0..=100.0).contains(&j.min) {
-            return Err(invalid(f("jitter.min"), "between 0 and 100", j.min));
-        }
-        if !(j.min..=100.0).contains(&j.max) {
-            let allowed = format!("between jitter.min ({}) and 100", j.min);
-            return Err(invalid(f("jitter.max"), &allowed, j.max));
+        JITTER_MIN.check(&f("jitter.min"), j.min)?;
+        // The lower bound is another field's value; the message names that field.
+        if !(JITTER_MAX.contains(j.max) && j.max >= j.min) {
+            let allowed = format!("between jitter.min ({}) and {}", j.min, JITTER_MAX.max);
+            return Err(ConfigError::invalid(f("jitter.max"), allowed, j.max));
         }
     }
     if let Some(s) = &r.stagger {
-        duration(f("stagger.min"), s.min, Duration::ZERO, HOUR)?;
-        duration(f("stagger.max"), s.max, s.min, HOUR)?;
+        STAGGER_MIN.check(&f("stagger.min"), s.min)?;
+        let max = Span {
+            min: s.min,
+            ..STAGGER_MAX
+        };
+        max.check(&f("stagger.max"), s.max)?;
     }
     if let Some(b) = &r.call_budget {
-        int(f("call_budget.calls"), b.calls, 1, 1_000_000)?;
+        CALLS.check(&f("call_budget.calls"), b.calls)?;
     }
     if let Some(fb) = &r.fallback {
         if fb == name || !exists(fb) {
-            return Err(invalid(
-                f("fallback"),
-                "the name of another resource configured under [resources]",
-                format!("{fb:?}"),
-            ));
+            return Err(ConfigError::invalid(f("fallback"), FALLBACK, format!("{fb:?}")));
         }
     }
     Ok(())
