@@ -34,25 +34,22 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 mod coalescer;
-mod config_errors;
+mod config;
 mod failpoints;
 mod job;
-mod profile;
 mod recurring;
 pub mod redis_pool;
 mod runtime;
-mod settings;
 mod supervisor;
 mod wake;
 mod worker;
 
 pub use coalescer::{CoalesceStats, Coalescer, CoalescerError};
+pub use config::{load_config, load_config_from, profile_toml, PROFILES, PROFILE_VAR};
 pub use job::context::{Children, JobContext};
 pub use job::handle::{BlockingTicket, JobHandle};
 pub use job::link::SubmitError;
 pub use job::Job;
-pub use profile::{profile_toml, PROFILES, PROFILE_VAR};
 pub use recurring::RecurringChecks;
 pub use runtime::{Runtime, StartError};
-pub use settings::{load_config, load_config_from};
 pub use supervisor::ShutdownReport;

@@ -8,9 +8,9 @@ pub const PROFILE_VAR: &str = "WEIR_PROFILE";
 
 /// The profiles weir ships, by name, with their TOML text.
 pub const PROFILES: [(&str, &str); 3] = [
-    ("dev", include_str!("../../config/dev.toml")),
-    ("prod", include_str!("../../config/prod.toml")),
-    ("test", include_str!("../../config/test.toml")),
+    ("dev", include_str!("../../../config/dev.toml")),
+    ("prod", include_str!("../../../config/prod.toml")),
+    ("test", include_str!("../../../config/test.toml")),
 ];
 
 /// The TOML text of profile `name`, or an error naming the allowed profiles.

@@ -2,11 +2,16 @@
 //! names (dev, prod, test) if set, then an optional file, then `WEIR__SECTION__KEY`
 //! environment variables, each layer over the last.
 
+mod errors;
+mod profile;
+
 use std::path::Path;
 
 use weir::{Config, ConfigError, DEFAULT_TOML};
 
-use crate::config_errors::{field_error, Origin};
+pub use profile::{profile_toml, PROFILES, PROFILE_VAR};
+
+use errors::{field_error, Origin};
 
 /// Loads and validates the configuration.
 ///
@@ -30,8 +35,8 @@ pub fn load_config_from(
     let env: Vec<(String, String)> = env.into_iter().collect();
     let mut builder =
         config::Config::builder().add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
-    if let Some((_, name)) = env.iter().find(|(k, _)| k == crate::profile::PROFILE_VAR) {
-        let text = crate::profile::profile_toml(name)?;
+    if let Some((_, name)) = env.iter().find(|(k, _)| k == PROFILE_VAR) {
+        let text = profile_toml(name)?;
         builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
     }
     if let Some(path) = file {
