@@ -239,11 +239,6 @@ impl<T> Scheduler<T> {
             .map_or(0, |&i| self.resources[i as usize].pool.held())
     }
 
-    /// Slots of `resource` (its configured cap, even before first use).
-    pub fn cap(&self, resource: &ResourceId) -> u32 {
-        self.config.resource(resource.as_str()).max_concurrent
-    }
-
     fn resource_index(&mut self, name: &ResourceId) -> u32 {
         if let Some(&i) = self.by_name.get(name) {
             return i;
@@ -984,12 +979,6 @@ impl<T> Scheduler<T> {
         .into_iter()
         .flatten()
         .min()
-    }
-
-    /// True when some resource has a free slot and a job may be waiting for it (a
-    /// `poll` would grant).
-    pub fn has_pending_grants(&self) -> bool {
-        !self.dirty.is_empty()
     }
 
     /// Statistics per resource at `now`.
