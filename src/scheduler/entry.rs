@@ -1,0 +1,66 @@
+//! A job's entry in the core and the stage it is in, and the per-resource state.
+
+use std::time::Duration;
+
+use crate::breaker::Permit;
+use crate::config::ResourceSettings;
+use crate::fair::FairQueue;
+use crate::guard::Guard;
+use crate::job::{JobId, OnWaitTimeout, ResourceId, TenantId};
+use crate::limit::quota::JobQuota;
+use crate::pool::SlotPool;
+use crate::stats::ResourceStats;
+use crate::tenant_ledger::TenantLedger;
+
+use super::JobKey;
+
+#[derive(Debug)]
+pub(super) enum Stage {
+    Deferred,
+    Waiting { since: Duration },
+    Running { granted_at: Duration },
+    Overdue { granted_at: Duration },
+    Parked,
+}
+
+#[derive(Debug)]
+pub(super) struct Entry<T> {
+    pub(super) id: JobId,
+    pub(super) tenant: TenantId,
+    pub(super) resource: u32,
+    pub(super) cost: u32,
+    pub(super) lease: Duration,
+    /// When the current lease ends (set at grant, moved by [`Scheduler::renew`]); lease
+    /// deadlines that fall due before it are stale.
+    pub(super) lease_until: Duration,
+    pub(super) wait_timeout: Option<Duration>,
+    pub(super) on_wait_timeout: OnWaitTimeout,
+    pub(super) stage: Stage,
+    /// Bumped at every enqueue, so a queue position left behind by a requeue is stale.
+    pub(super) epoch: u32,
+    pub(super) payload: Option<T>,
+    pub(super) quota: JobQuota,
+    /// The breaker permit of the running attempt (resources with a breaker).
+    pub(super) permit: Option<Permit>,
+    /// Attempts granted so far (retries included).
+    pub(super) attempts: u32,
+}
+
+#[derive(Debug)]
+pub(super) struct Resource {
+    pub(super) name: ResourceId,
+    pub(super) settings: ResourceSettings,
+    pub(super) pool: SlotPool,
+    pub(super) queue: FairQueue<(JobKey, u32)>,
+    pub(super) queued: u64,
+    pub(super) deferred: u64,
+    pub(super) overdue: u64,
+    pub(super) stats: ResourceStats,
+    pub(super) dirty: bool,
+    /// Per-tenant fairness accounting (Jain's index, worst p99 wait).
+    pub(super) tenants: TenantLedger,
+    /// Rate limit, breaker, retries, fallback (see `guard.rs`); `None` for plain resources.
+    pub(super) guard: Option<Box<Guard>>,
+    /// The wake-up already scheduled in `gates` for this resource, if any.
+    pub(super) gate_wake: Option<Duration>,
+}
