@@ -1,7 +1,6 @@
 //! Admission: submission, quotas (admit, settle), and the gates of guarded resources
 //! (rate limit, breaker) in front of the grant.
 
-use std::cmp::Reverse;
 use std::time::Duration;
 
 use crate::guard::Gate;
@@ -60,7 +59,7 @@ impl<T> Scheduler<T> {
             }
         } else {
             self.resources[r as usize].deferred += 1;
-            self.releases.push(Reverse((release_at, id.0, idx)));
+            self.timers.push_release(release_at, key);
         }
         key
     }
@@ -87,7 +86,7 @@ impl<T> Scheduler<T> {
             let retry_at = now.saturating_add(*retry_after);
             if entry.quota.wait && retry_at <= entry.quota.deadline {
                 self.resources[entry.resource as usize].deferred += 1;
-                self.releases.push(Reverse((retry_at, key.id.0, key.idx)));
+                self.timers.push_release(retry_at, key);
                 return false;
             }
         }
@@ -102,7 +101,7 @@ impl<T> Scheduler<T> {
             payload: entry.payload.expect("a deferred job has its payload"),
             reason,
         });
-        self.refused_at.get_or_insert(now);
+        self.timers.set_pending(now);
         false
     }
 
@@ -181,6 +180,6 @@ impl<T> Scheduler<T> {
             return;
         }
         res.gate_wake = Some(at);
-        self.gates.push(Reverse((at, r)));
+        self.timers.push_gate(at, r);
     }
 }

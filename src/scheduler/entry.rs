@@ -61,6 +61,6 @@ pub(super) struct Resource {
     pub(super) tenants: TenantLedger,
     /// Rate limit, breaker, retries, fallback (see `guard.rs`); `None` for plain resources.
     pub(super) guard: Option<Box<Guard>>,
-    /// The wake-up already scheduled in `gates` for this resource, if any.
+    /// The wake-up already scheduled in the timer table (`Timer::Gate`) for this resource, if any.
     pub(super) gate_wake: Option<Duration>,
 }

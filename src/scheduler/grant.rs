@@ -23,7 +23,7 @@ impl<T> Scheduler<T> {
         res.queue.push(tenant, weight, cost, (key, epoch));
         res.queued += 1;
         if let Some(wait) = wait {
-            self.waits.push(now, wait, key);
+            self.timers.push_wait(now, wait, key);
         }
         self.mark_dirty(r);
     }
@@ -79,7 +79,7 @@ impl<T> Scheduler<T> {
         };
         let lease = entry.lease;
         entry.lease_until = now.saturating_add(lease);
-        self.leases.push(now, lease, key);
+        self.timers.push_lease(now, lease, key);
         self.waiting -= 1;
         tracing::trace!(job = key.id.0, resource = %res.name, ?waited, "grant");
         let payload = entry.payload.take().expect("a waiting job has its payload");

@@ -1,7 +1,6 @@
 //! Inputs that move a job between stages after it was granted, or end it: expiries
 //! (wait timeout, lease), complete, renew, retry, park, unpark and cancel.
 
-use std::cmp::Reverse;
 use std::time::Duration;
 
 use crate::job::{OnWaitTimeout, OutcomeKind, SkipReason};
@@ -133,7 +132,7 @@ impl<T> Scheduler<T> {
         }
         entry.lease_until = now.saturating_add(entry.lease);
         let (lease, until) = (entry.lease, entry.lease_until);
-        self.leases.push(now, lease, key);
+        self.timers.push_lease(now, lease, key);
         Ok(until)
     }
 
@@ -203,7 +202,7 @@ impl<T> Scheduler<T> {
             self.enqueue(key, now);
         } else {
             self.resources[target as usize].deferred += 1;
-            self.releases.push(Reverse((release_at, key.id.0, key.idx)));
+            self.timers.push_release(release_at, key);
         }
         Ok(release_at)
     }

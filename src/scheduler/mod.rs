@@ -18,7 +18,8 @@
 //! * Wait timeouts and leases are lazy: an entry's deadline is checked against its current
 //!   stage when it falls due, so a job that was granted before its wait timeout costs
 //!   nothing to "unschedule".
-//! * The core never sleeps: [`Scheduler::next_deadline`] says when it next needs a call.
+//! * The core never sleeps: [`Scheduler::next_deadline`] says when it next needs a call,
+//!   the least deadline of one timer table (`timers.rs`) for every kind of deadline.
 
 mod admission;
 mod entry;
@@ -27,9 +28,8 @@ mod lifecycle;
 mod routing;
 #[cfg(test)]
 mod tests;
+mod timers;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use slab::Slab;
@@ -43,9 +43,9 @@ use crate::limit::quota::Quotas;
 use crate::pool::SlotPool;
 use crate::stats::{ResourceSnapshot, ResourceStats, StatsSnapshot};
 use crate::tenant_ledger::TenantLedger;
-use crate::timers::Deadlines;
 
 use entry::{Entry, Resource, Stage};
+use timers::TimerTable;
 
 /// Names one job's entry in the core; stale keys (of finished jobs) are recognised and
 /// refused, because the slab slot is checked against the job id.
@@ -131,19 +131,16 @@ pub struct Scheduler<T> {
     resources: Vec<Resource>,
     by_name: FastMap<ResourceId, u32>,
     jobs: Slab<Entry<T>>,
-    waits: Deadlines<JobKey>,
-    leases: Deadlines<JobKey>,
-    releases: BinaryHeap<Reverse<(Duration, u64, u32)>>,
-    /// When a guarded resource wants to be looked at again (limiter refill, breaker
-    /// cooldown); lazily deduplicated through `Resource::gate_wake`.
-    gates: BinaryHeap<Reverse<(Duration, u32)>>,
+    /// Everything that falls due: releases, gate wake-ups, waits, leases, and the
+    /// events queued for the next poll.
+    timers: TimerTable,
     dirty: Vec<u32>,
     next_id: u64,
     waiting: u64,
     quotas: Quotas,
-    /// Jobs a quota refused outside `poll`, reported by the next `poll`, and since when.
+    /// Jobs a quota refused outside `poll`, reported by the next `poll` (`Timer::Pending`
+    /// says since when).
     refused: Vec<Event<T>>,
-    refused_at: Option<Duration>,
 }
 
 impl<T> Scheduler<T> {
@@ -155,16 +152,12 @@ impl<T> Scheduler<T> {
             resources: Vec::new(),
             by_name: FastMap::default(),
             jobs: Slab::new(),
-            waits: Deadlines::default(),
-            leases: Deadlines::default(),
-            releases: BinaryHeap::new(),
-            gates: BinaryHeap::new(),
+            timers: TimerTable::default(),
             dirty: Vec::new(),
             next_id: 0,
             waiting: 0,
             quotas: Quotas::new(&config_quotas),
             refused: Vec::new(),
-            refused_at: None,
         };
         let names: Vec<String> = s.config.resources.keys().cloned().collect();
         for name in names {
@@ -236,14 +229,9 @@ impl<T> Scheduler<T> {
     /// Processes everything due at `now` (fan-out releases, wait timeouts, lease expiries)
     /// and grants every free slot it can; appends the shell's work to `out`.
     pub fn poll(&mut self, now: Duration, out: &mut Vec<Event<T>>) {
-        while let Some(&Reverse((at, id, idx))) = self.releases.peek() {
-            if at > now {
-                break;
-            }
-            self.releases.pop();
-            let key = JobKey { idx, id: JobId(id) };
+        while let Some(key) = self.timers.pop_release(now) {
             if matches!(self.live(key).map(|e| &e.stage), Some(Stage::Deferred)) {
-                let r = self.jobs[idx as usize].resource;
+                let r = self.jobs[key.idx as usize].resource;
                 self.resources[r as usize].deferred -= 1;
                 if self.admit(key, now) {
                     self.enqueue(key, now);
@@ -251,13 +239,9 @@ impl<T> Scheduler<T> {
             }
         }
         out.append(&mut self.refused);
-        self.refused_at = None;
+        self.timers.clear_pending();
         self.quotas.sweep(now);
-        while let Some(&Reverse((at, r))) = self.gates.peek() {
-            if at > now {
-                break;
-            }
-            self.gates.pop();
+        while let Some(r) = self.timers.pop_gate(now) {
             let res = &mut self.resources[r as usize];
             if res.gate_wake.is_some_and(|w| w <= now) {
                 res.gate_wake = None;
@@ -267,10 +251,10 @@ impl<T> Scheduler<T> {
         // Grant before expiring waits: a job whose slot frees at the instant its wait ends
         // is served, not skipped.
         self.grant(now, out);
-        while let Some((_, key)) = self.waits.pop_due(now) {
+        while let Some(key) = self.timers.pop_wait(now) {
             self.expire_wait(key, now, out);
         }
-        while let Some((_, key)) = self.leases.pop_due(now) {
+        while let Some(key) = self.timers.pop_lease(now) {
             self.expire_lease(key, now, out);
         }
         self.grant(now, out);
@@ -284,19 +268,21 @@ impl<T> Scheduler<T> {
     fn retire_stale_deadlines(&mut self) {
         let jobs = &self.jobs;
         let live = |key: JobKey| jobs.get(key.idx as usize).filter(|e| e.id == key.id);
-        self.waits.retire_stale(|at, key| {
-            live(key).map_or(true, |e| match (&e.stage, e.wait_timeout) {
-                // Requeued since: a newer deadline was set with the new `since`.
-                (Stage::Waiting { since }, Some(wait)) => since.saturating_add(wait) != at,
-                _ => true,
-            })
-        });
-        self.leases.retire_stale(|at, key| {
-            // Renewed or granted again since: `lease_until` moved past this deadline.
-            live(key).map_or(true, |e| {
-                !matches!(e.stage, Stage::Running { .. }) || e.lease_until > at
-            })
-        });
+        self.timers.retire_stale(
+            |at, key| {
+                live(key).map_or(true, |e| match (&e.stage, e.wait_timeout) {
+                    // Requeued since: a newer deadline was set with the new `since`.
+                    (Stage::Waiting { since }, Some(wait)) => since.saturating_add(wait) != at,
+                    _ => true,
+                })
+            },
+            |at, key| {
+                // Renewed or granted again since: `lease_until` moved past this deadline.
+                live(key).map_or(true, |e| {
+                    !matches!(e.stage, Stage::Running { .. }) || e.lease_until > at
+                })
+            },
+        );
     }
 
     /// The resource a live job is on now (it differs from its spec's after a fallback).
@@ -339,18 +325,7 @@ impl<T> Scheduler<T> {
 
     /// The next instant at which [`Scheduler::poll`] has something to do, if any.
     pub fn next_deadline(&self) -> Option<Duration> {
-        let release = self.releases.peek().map(|Reverse((at, _, _))| *at);
-        let gate = self.gates.peek().map(|Reverse((at, _))| *at);
-        [
-            release,
-            self.waits.next(),
-            self.leases.next(),
-            self.refused_at,
-            gate,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.timers.next_timeout()
     }
 
     /// Statistics per resource at `now`.
