@@ -14,12 +14,27 @@ use crate::tenant_ledger::TenantLedger;
 
 use super::JobKey;
 
+/// Where a job is between its submission and its end. Each stage says what the job holds
+/// (a slot, a payload, a live task) and which deadlines apply to it; the deadlines in the
+/// timer table are checked against it when they fall due.
 #[derive(Debug)]
 pub(super) enum Stage {
+    /// Not yet eligible for a slot: a fan-out batch, a quota retry or a retry backoff
+    /// releases it (`Timer::Release`). Holds its payload; no task.
     Deferred,
+    /// In its tenant's queue since `since`, under its wait timeout (`Timer::Wait`, when it
+    /// has one). Holds its payload; no task.
     Waiting { since: Duration },
+    /// A parked parent that asked for its slot back after a join, in its tenant's queue
+    /// since `since`. Its task is alive (awaiting the payload, a waker), so it has no wait
+    /// timeout (a skip would waste the work it did), is never moved to a fallback (its
+    /// work is on this resource) and a cancel must stop its task.
+    Resuming { since: Duration },
+    /// Holds a slot granted at `granted_at`, under its lease (`Timer::Lease`).
     Running { granted_at: Duration },
+    /// Its lease expired: the shell is stopping it; it keeps the slot until it stops.
     Overdue { granted_at: Duration },
+    /// A parent that gave its slot up while it waits for children; its task is alive.
     Parked,
 }
 

@@ -13,7 +13,13 @@ impl<T> Scheduler<T> {
     /// Puts a deferred or parked job into its tenant's queue.
     pub(super) fn enqueue(&mut self, key: JobKey, now: Duration) {
         let entry = &mut self.jobs[key.idx as usize];
-        entry.stage = Stage::Waiting { since: now };
+        // A parked parent comes back as `Resuming`: no wait timeout, a live task.
+        let resuming = matches!(entry.stage, Stage::Parked);
+        entry.stage = if resuming {
+            Stage::Resuming { since: now }
+        } else {
+            Stage::Waiting { since: now }
+        };
         entry.epoch = entry.epoch.wrapping_add(1);
         let r = entry.resource;
         let weight = self.config.weight(entry.tenant.as_str());
@@ -22,7 +28,7 @@ impl<T> Scheduler<T> {
         res.tenants.enqueued(&tenant, weight);
         res.queue.push(tenant, weight, cost, (key, epoch));
         res.queued += 1;
-        if let Some(wait) = wait {
+        if let (Some(wait), false) = (wait, resuming) {
             self.timers.push_wait(now, wait, key);
         }
         self.mark_dirty(r);
@@ -56,7 +62,9 @@ impl<T> Scheduler<T> {
         let jobs = &self.jobs;
         let next = res.queue.pop_live(|(k, epoch)| {
             jobs.get(k.idx as usize).is_some_and(|e| {
-                e.id == k.id && e.epoch == *epoch && matches!(e.stage, Stage::Waiting { .. })
+                e.id == k.id
+                    && e.epoch == *epoch
+                    && matches!(e.stage, Stage::Waiting { .. } | Stage::Resuming { .. })
             })
         });
         let Some((_, (key, _))) = next else { return false };
@@ -64,7 +72,7 @@ impl<T> Scheduler<T> {
         let granted = res.pool.try_grant();
         debug_assert!(granted, "has_free was checked");
         let entry = &mut self.jobs[key.idx as usize];
-        let Stage::Waiting { since } = entry.stage else {
+        let (Stage::Waiting { since } | Stage::Resuming { since }) = entry.stage else {
             unreachable!("pop_live returns waiting jobs only")
         };
         let waited = now.saturating_sub(since);

@@ -77,10 +77,10 @@ impl<T> Scheduler<T> {
             Stage::Overdue { granted_at } => (Some(granted_at), true),
             Stage::Parked => (None, false),
             // A parent that resumed (unparked) and stopped before its slot came back.
-            Stage::Waiting { .. } if entry.wait_timeout.is_none() => (None, false),
+            Stage::Resuming { .. } => (None, false),
             _ => return Err(CoreError::WrongStage("running or parked")),
         };
-        let was_waiting = matches!(entry.stage, Stage::Waiting { .. });
+        let was_waiting = matches!(entry.stage, Stage::Resuming { .. });
         if was_waiting {
             let r = entry.resource as usize;
             self.waiting -= 1;
@@ -126,7 +126,7 @@ impl<T> Scheduler<T> {
             Stage::Running { .. } if now < entry.lease_until => {}
             // Due but not yet polled: the lease is over even if the event is not out yet.
             Stage::Running { .. } | Stage::Overdue { .. } => return Err(crate::LeaseError::Expired),
-            Stage::Parked | Stage::Waiting { .. } | Stage::Deferred => {
+            Stage::Parked | Stage::Resuming { .. } | Stage::Waiting { .. } | Stage::Deferred => {
                 return Err(crate::LeaseError::NotHeld)
             }
         }
@@ -244,6 +244,8 @@ impl<T> Scheduler<T> {
             return Err(CoreError::WrongStage("parked"));
         }
         entry.payload = Some(payload);
+        // `enqueue` makes it `Resuming` (no wait timeout). Clearing its own timeout as
+        // well keeps any later attempt of this parent (a retry) unskippable, as before.
         entry.wait_timeout = None;
         self.waiting += 1;
         self.enqueue(key, now);
@@ -257,7 +259,7 @@ impl<T> Scheduler<T> {
         };
         match entry.stage {
             // A resumed parent has a running task: the shell stops it and completes it.
-            Stage::Waiting { .. } if entry.wait_timeout.is_none() => Cancelled::Running,
+            Stage::Resuming { .. } => Cancelled::Running,
             Stage::Deferred | Stage::Waiting { .. } => {
                 let entry = self.jobs.remove(key.idx as usize);
                 self.waiting -= 1;

@@ -6,10 +6,11 @@
 //! The runtime shell (the Supervisor actor) owns one `Scheduler` and is the only code that
 //! calls it, so nothing here is shared between threads. A job moves through
 //! `Deferred -> Waiting -> Running -> (Overdue) -> done`, or from `Running` to `Parked`
-//! and back to `Waiting` when a parent gives its slot up while it waits for children.
+//! and through `Resuming` back to `Running` when a parent gives its slot up while it
+//! waits for children (`entry.rs` documents each stage).
 //!
 //! * A slot is taken only in [`Scheduler::poll`], only while the resource's pool has one
-//!   free, and only for a job that is `Waiting`; it is returned only in
+//!   free, and only for a job that is `Waiting` or `Resuming`; it is returned only in
 //!   [`Scheduler::complete`] or [`Scheduler::park`]. Lease expiry does **not** return the
 //!   slot: it reports [`Event::LeaseExpired`] so the shell cancels the job, and the slot
 //!   comes back when the shell confirms the job has stopped. A job that cannot be stopped
@@ -306,10 +307,10 @@ impl<T> Scheduler<T> {
         self.jobs
             .iter()
             .filter(|(_, e)| match e.stage {
-                Stage::Running { .. } | Stage::Overdue { .. } | Stage::Parked => true,
-                // A resumed parent waiting for its slot back still has a live task.
-                Stage::Waiting { .. } => e.wait_timeout.is_none(),
-                Stage::Deferred => false,
+                Stage::Running { .. } | Stage::Overdue { .. } | Stage::Parked | Stage::Resuming { .. } => {
+                    true
+                }
+                Stage::Waiting { .. } | Stage::Deferred => false,
             })
             .map(|(idx, e)| JobKey {
                 idx: idx as u32,

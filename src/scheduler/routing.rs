@@ -27,7 +27,9 @@ impl<T> Scheduler<T> {
         let jobs = &self.jobs;
         while let Some((_, (key, _))) = res.queue.pop_live(|(k, epoch)| {
             jobs.get(k.idx as usize).is_some_and(|e| {
-                e.id == k.id && e.epoch == *epoch && matches!(e.stage, Stage::Waiting { .. })
+                e.id == k.id
+                    && e.epoch == *epoch
+                    && matches!(e.stage, Stage::Waiting { .. } | Stage::Resuming { .. })
             })
         }) {
             res.queued -= 1;
@@ -35,7 +37,7 @@ impl<T> Scheduler<T> {
         }
         for key in moved {
             let entry = &mut self.jobs[key.idx as usize];
-            if entry.wait_timeout.is_none() {
+            if matches!(entry.stage, Stage::Resuming { .. }) {
                 // A resumed parent keeps its place on `r` (without marking `r` dirty,
                 // which would route again at once): it waits for the breaker.
                 entry.epoch = entry.epoch.wrapping_add(1);

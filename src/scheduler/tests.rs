@@ -96,3 +96,31 @@ fn wait_timeout_skips_and_requeue_keeps_waiting() {
     assert_eq!(snap.resources["r"].outcomes.skipped, 1);
     assert_eq!(snap.resources["r"].queued, 1);
 }
+
+#[test]
+fn a_resuming_parent_is_its_own_stage_never_skipped_and_stopped_not_removed_on_cancel() {
+    let mut s = core(1, ms(10_000));
+    let mut ev = Vec::new();
+    let parent = s.submit(JobSpec::new("t", "r").wait_timeout(ms(100)), 1, ms(0));
+    s.poll(ms(0), &mut ev);
+    assert_eq!(granted(&mut ev), vec![(parent, 1)]);
+    s.park(parent, ms(10)).unwrap();
+    let other = s.submit(JobSpec::new("t", "r"), 2, ms(10));
+    s.poll(ms(10), &mut ev);
+    assert_eq!(granted(&mut ev), vec![(other, 2)]);
+    s.unpark(parent, 3, ms(20)).unwrap();
+    assert!(matches!(s.jobs[parent.index()].stage, Stage::Resuming { since } if since == ms(20)));
+    assert_eq!(s.started(), vec![parent, other]);
+    // Far past its own wait timeout: a resuming parent is never skipped.
+    s.poll(ms(5_000), &mut ev);
+    assert!(ev.is_empty(), "{ev:?}");
+    assert_eq!(s.cancel(parent), Cancelled::Running);
+    // Its task stops while it waits for its slot: the core forgets it, nothing leaks.
+    s.complete(parent, OutcomeKind::Cancelled, ms(5_001)).unwrap();
+    assert_eq!(s.waiting(), 0);
+    assert_eq!(s.snapshot(ms(5_001)).resources["r"].queued, 0);
+    s.complete(other, OutcomeKind::Completed, ms(5_002)).unwrap();
+    s.poll(ms(5_002), &mut ev);
+    assert!(ev.is_empty(), "{ev:?}");
+    assert_eq!(s.live_jobs(), 0);
+}
