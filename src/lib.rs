@@ -81,6 +81,6 @@ pub use limit::quota_config::{QuotaConfig, QuotaScope, WindowConfig};
 pub use pool::{NothingHeld, SlotPool};
 pub use recurring::{next_multiple, DueRun, Recurring};
 pub use retry::backoff;
-pub use scheduler::{Cancelled, CoreError, Event, JobKey, Scheduler};
+pub use scheduler::{Cancelled, CoreError, Event, JobKey, LeaseRefusal, Scheduler};
 pub use stats::{OutcomeCounts, Percentiles, ResourceSnapshot, ResourceStats, StatsSnapshot, TenantFairness};
 pub use timers::Deadlines;

@@ -44,6 +44,7 @@ impl<T> Scheduler<T> {
             },
             permit: None,
             attempts: 0,
+            global_lease: false,
         };
         let release_at = match &mut self.resources[r as usize].guard {
             Some(guard) => release_at.max(now) + guard.stagger(),
@@ -96,7 +97,7 @@ impl<T> Scheduler<T> {
         res.stats.record_outcome(OutcomeKind::Skipped);
         let reason = SkipReason::from(refusal);
         tracing::info!(job = key.id.0, tenant = %entry.tenant, resource = %res.name, %reason, "skip: quota");
-        self.refused.push(Event::Skipped {
+        self.pending.push(Event::Skipped {
             key,
             payload: entry.payload.expect("a deferred job has its payload"),
             reason,

@@ -13,6 +13,8 @@ use crate::stats::ResourceStats;
 use crate::tenant_ledger::TenantLedger;
 
 use super::JobKey;
+#[cfg(doc)]
+use super::Scheduler;
 
 /// Where a job is between its submission and its end. Each stage says what the job holds
 /// (a slot, a payload, a live task) and which deadlines apply to it; the deadlines in the
@@ -30,6 +32,18 @@ pub(super) enum Stage {
     /// timeout (a skip would waste the work it did), is never moved to a fallback (its
     /// work is on this resource) and a cancel must stop its task.
     Resuming { since: Duration },
+    /// Holds a local slot granted at `granted_at` on a resource whose slots are shared
+    /// across replicas, and waits for a global lease before it starts (`Event::LeaseWanted`
+    /// went out). The core keeps its payload. Its lease runs from the local grant, and a
+    /// fresh job (not `resumed`) that skips on wait timeout is skipped at its wait
+    /// deadline (`since + wait_timeout`, the deadline it had in the queue) or when its
+    /// lease ends, whichever comes first; a `resumed` parent has a live task and no wait
+    /// timeout, and at its lease's end it is stopped (`Overdue`).
+    LeaseWait {
+        granted_at: Duration,
+        since: Duration,
+        resumed: bool,
+    },
     /// Holds a slot granted at `granted_at`, under its lease (`Timer::Lease`).
     Running { granted_at: Duration },
     /// Its lease expired: the shell is stopping it; it keeps the slot until it stops.
@@ -59,6 +73,9 @@ pub(super) struct Entry<T> {
     pub(super) permit: Option<Permit>,
     /// Attempts granted so far (retries included).
     pub(super) attempts: u32,
+    /// Holds a global lease ([`Scheduler::lease_granted`]) until it parks, retries, ends
+    /// or loses it ([`Scheduler::lease_lost`]).
+    pub(super) global_lease: bool,
 }
 
 #[derive(Debug)]
@@ -76,6 +93,9 @@ pub(super) struct Resource {
     pub(super) tenants: TenantLedger,
     /// Rate limit, breaker, retries, fallback (see `guard.rs`); `None` for plain resources.
     pub(super) guard: Option<Box<Guard>>,
+    /// Its slots are shared across replicas: a local grant waits for a global lease
+    /// ([`Scheduler::require_global_lease`]).
+    pub(super) global: bool,
     /// The wake-up already scheduled in the timer table (`Timer::Gate`) for this resource, if any.
     pub(super) gate_wake: Option<Duration>,
 }

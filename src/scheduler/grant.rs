@@ -78,6 +78,7 @@ impl<T> Scheduler<T> {
         let waited = now.saturating_sub(since);
         res.stats.record_wait(waited);
         res.tenants.granted(&entry.tenant, entry.cost, waited);
+        let resumed = matches!(entry.stage, Stage::Resuming { .. });
         entry.stage = Stage::Running { granted_at: now };
         entry.permit = permit;
         entry.attempts = entry.attempts.saturating_add(1);
@@ -90,6 +91,20 @@ impl<T> Scheduler<T> {
         self.timers.push_lease(now, lease, key);
         self.waiting -= 1;
         tracing::trace!(job = key.id.0, resource = %res.name, ?waited, "grant");
+        if res.global {
+            // The local slot is held while the job waits for its global lease; the core
+            // keeps the payload until the lease comes (or the wait ends).
+            entry.stage = Stage::LeaseWait {
+                granted_at: now,
+                since,
+                resumed,
+            };
+            out.push(Event::LeaseWanted {
+                key,
+                resource: res.name.clone(),
+            });
+            return true;
+        }
         let payload = entry.payload.take().expect("a waiting job has its payload");
         out.push(Event::Granted {
             key,

@@ -13,12 +13,32 @@ impl<T> Scheduler<T> {
         let Some(entry) = self.jobs.get_mut(key.idx as usize).filter(|e| e.id == key.id) else {
             return;
         };
-        let Stage::Waiting { since } = entry.stage else {
-            return;
+        let (since, for_lease) = match entry.stage {
+            Stage::Waiting { since } => (since, false),
+            // The wait deadline set in the queue bounds the wait for a global lease too,
+            // except for a job that asked to be requeued (it is never skipped there).
+            Stage::LeaseWait {
+                since,
+                resumed: false,
+                ..
+            } if entry.on_wait_timeout == OnWaitTimeout::Skip => (since, true),
+            _ => return,
         };
         let Some(wait) = entry.wait_timeout else { return };
         if now.saturating_sub(since) < wait {
             return; // requeued since this deadline was set
+        }
+        if for_lease {
+            let (tenant, r) = (entry.tenant.clone(), entry.resource as usize);
+            let payload = self.end_lease_wait(key, OutcomeKind::Skipped, now);
+            let resource = &self.resources[r].name;
+            tracing::info!(job = key.id.0, %tenant, %resource, "skip: no global lease within the wait timeout");
+            out.push(Event::Skipped {
+                key,
+                payload,
+                reason: SkipReason::NoSlot,
+            });
+            return;
         }
         if since == now && entry.on_wait_timeout == OnWaitTimeout::Requeue {
             // A zero wait timeout with Requeue: requeueing would set a deadline due at this
@@ -53,13 +73,35 @@ impl<T> Scheduler<T> {
         let Some(entry) = self.jobs.get_mut(key.idx as usize).filter(|e| e.id == key.id) else {
             return;
         };
-        let Stage::Running { granted_at } = entry.stage else {
-            return;
+        let (granted_at, lease_wait) = match entry.stage {
+            Stage::Running { granted_at } => (granted_at, None),
+            Stage::LeaseWait {
+                granted_at, resumed, ..
+            } => (granted_at, Some(resumed)),
+            _ => return,
         };
         if now < entry.lease_until {
             // A stale deadline: the lease was renewed, or the job was parked and granted
             // again with a fresh lease, since this one was set.
             return;
+        }
+        if lease_wait == Some(false) {
+            // It never started: its lease ran out while it waited for a global one.
+            let (tenant, r) = (entry.tenant.clone(), entry.resource as usize);
+            let payload = self.end_lease_wait(key, OutcomeKind::Skipped, now);
+            let resource = &self.resources[r].name;
+            tracing::info!(job = key.id.0, %tenant, %resource, "skip: no global lease within the lease");
+            out.push(Event::Skipped {
+                key,
+                payload,
+                reason: SkipReason::NoSlot,
+            });
+            return;
+        }
+        if lease_wait == Some(true) {
+            // A resuming parent: dropping its waker tells its task no slot will come; the
+            // shell stops the task as for any expired lease.
+            entry.payload = None;
         }
         entry.stage = Stage::Overdue { granted_at };
         let res = &mut self.resources[entry.resource as usize];
@@ -73,7 +115,7 @@ impl<T> Scheduler<T> {
     pub fn complete(&mut self, key: JobKey, outcome: OutcomeKind, now: Duration) -> Result<(), CoreError> {
         let entry = self.live(key).ok_or(CoreError::UnknownJob)?;
         let (granted_at, overdue) = match entry.stage {
-            Stage::Running { granted_at } => (Some(granted_at), false),
+            Stage::Running { granted_at } | Stage::LeaseWait { granted_at, .. } => (Some(granted_at), false),
             Stage::Overdue { granted_at } => (Some(granted_at), true),
             Stage::Parked => (None, false),
             // A parent that resumed (unparked) and stopped before its slot came back.
@@ -126,9 +168,11 @@ impl<T> Scheduler<T> {
             Stage::Running { .. } if now < entry.lease_until => {}
             // Due but not yet polled: the lease is over even if the event is not out yet.
             Stage::Running { .. } | Stage::Overdue { .. } => return Err(crate::LeaseError::Expired),
-            Stage::Parked | Stage::Resuming { .. } | Stage::Waiting { .. } | Stage::Deferred => {
-                return Err(crate::LeaseError::NotHeld)
-            }
+            Stage::Parked
+            | Stage::Resuming { .. }
+            | Stage::LeaseWait { .. }
+            | Stage::Waiting { .. }
+            | Stage::Deferred => return Err(crate::LeaseError::NotHeld),
         }
         entry.lease_until = now.saturating_add(entry.lease);
         let (lease, until) = (entry.lease, entry.lease_until);
@@ -181,6 +225,8 @@ impl<T> Scheduler<T> {
         };
         let entry = &mut self.jobs[key.idx as usize];
         entry.stage = Stage::Deferred;
+        // The shell returns its global lease with the slot; the next attempt takes another.
+        entry.global_lease = false;
         entry.payload = Some(payload);
         entry.resource = target;
         self.waiting += 1;
@@ -218,6 +264,8 @@ impl<T> Scheduler<T> {
             return Err(CoreError::WrongStage("running"));
         };
         entry.stage = Stage::Parked;
+        // The shell returns its global lease with the slot; resuming takes another.
+        entry.global_lease = false;
         let r = entry.resource;
         let permit = entry.permit.take();
         let res = &mut self.resources[r as usize];
@@ -253,6 +301,10 @@ impl<T> Scheduler<T> {
     }
 
     /// Cancels a job: removed at once if it has not started, else the shell must stop it.
+    /// A job waiting for a global lease holds a local slot, and returning a slot takes a
+    /// `now`: `cancel` reports it `Running` (and [`Scheduler::complete`] then ends it,
+    /// dropping its payload); [`Scheduler::cancel_at`] ends it at once and returns its
+    /// payload.
     pub fn cancel(&mut self, key: JobKey) -> Cancelled<T> {
         let Some(entry) = self.live(key) else {
             return Cancelled::Unknown;

@@ -7,7 +7,9 @@
 //! calls it, so nothing here is shared between threads. A job moves through
 //! `Deferred -> Waiting -> Running -> (Overdue) -> done`, or from `Running` to `Parked`
 //! and through `Resuming` back to `Running` when a parent gives its slot up while it
-//! waits for children (`entry.rs` documents each stage).
+//! waits for children. On a resource whose slots are shared across replicas, a granted
+//! job passes through `LeaseWait` (holding its local slot) until it holds a global lease
+//! (`lease_wait.rs`). `entry.rs` documents each stage.
 //!
 //! * A slot is taken only in [`Scheduler::poll`], only while the resource's pool has one
 //!   free, and only for a job that is `Waiting` or `Resuming`; it is returned only in
@@ -25,6 +27,7 @@
 mod admission;
 mod entry;
 mod grant;
+mod lease_wait;
 mod lifecycle;
 mod routing;
 #[cfg(test)]
@@ -39,13 +42,14 @@ use crate::config::Config;
 use crate::fair::FairQueue;
 use crate::guard::Guard;
 use crate::hash::FastMap;
-use crate::job::{JobId, ResourceId, SkipReason, TenantId};
+use crate::job::{JobId, OnWaitTimeout, ResourceId, SkipReason, TenantId};
 use crate::limit::quota::Quotas;
 use crate::pool::SlotPool;
 use crate::stats::{ResourceSnapshot, ResourceStats, StatsSnapshot};
 use crate::tenant_ledger::TenantLedger;
 
 use entry::{Entry, Resource, Stage};
+pub use lease_wait::LeaseRefusal;
 use timers::TimerTable;
 
 /// Names one job's entry in the core; stale keys (of finished jobs) are recognised and
@@ -95,6 +99,23 @@ pub enum Event<T> {
         /// Why.
         reason: SkipReason,
     },
+    /// The job was granted a local slot of a resource whose slots are shared across
+    /// replicas ([`Scheduler::require_global_lease`]) and must hold a global lease on
+    /// `resource` before it starts: ask the shared pool, then report its answer with
+    /// [`Scheduler::lease_granted`] (an [`Event::Granted`] follows), [`Scheduler::lease_refused`]
+    /// or, later, [`Scheduler::lease_lost`]. The job holds its local slot meanwhile and the
+    /// core keeps its payload. The core ends the wait itself: at the job's own wait timeout
+    /// or at the end of its lease (which runs from the local grant) it reports
+    /// [`Event::Skipped`] with [`SkipReason::NoSlot`] (a resuming parent is never skipped:
+    /// at its lease's end it reports [`Event::LeaseExpired`]); the shell then forgets its
+    /// request for a lease.
+    LeaseWanted {
+        /// The job.
+        key: JobKey,
+        /// The resource whose lease to take: the one the job was granted on, which after
+        /// a fallback is not the one it was submitted to.
+        resource: ResourceId,
+    },
     /// The job's lease expired: cancel it and call [`Scheduler::complete`] once it stopped.
     LeaseExpired {
         /// The job.
@@ -139,9 +160,9 @@ pub struct Scheduler<T> {
     next_id: u64,
     waiting: u64,
     quotas: Quotas,
-    /// Jobs a quota refused outside `poll`, reported by the next `poll` (`Timer::Pending`
-    /// says since when).
-    refused: Vec<Event<T>>,
+    /// Events decided outside `poll` (a quota refusal at submission, an answer about a
+    /// global lease), reported by the next `poll` (`Timer::Pending` says since when).
+    pending: Vec<Event<T>>,
 }
 
 impl<T> Scheduler<T> {
@@ -158,7 +179,7 @@ impl<T> Scheduler<T> {
             next_id: 0,
             waiting: 0,
             quotas: Quotas::new(&config_quotas),
-            refused: Vec::new(),
+            pending: Vec::new(),
         };
         let names: Vec<String> = s.config.resources.keys().cloned().collect();
         for name in names {
@@ -209,6 +230,7 @@ impl<T> Scheduler<T> {
             dirty: false,
             tenants: TenantLedger::default(),
             guard: Guard::new(name, self.config.resources.get(name.as_str())),
+            global: false,
             gate_wake: None,
         });
         self.by_name.insert(name.clone(), i);
@@ -239,7 +261,7 @@ impl<T> Scheduler<T> {
                 }
             }
         }
-        out.append(&mut self.refused);
+        out.append(&mut self.pending);
         self.timers.clear_pending();
         self.quotas.sweep(now);
         while let Some(r) = self.timers.pop_gate(now) {
@@ -274,13 +296,23 @@ impl<T> Scheduler<T> {
                 live(key).map_or(true, |e| match (&e.stage, e.wait_timeout) {
                     // Requeued since: a newer deadline was set with the new `since`.
                     (Stage::Waiting { since }, Some(wait)) => since.saturating_add(wait) != at,
+                    // The queue's wait deadline bounds the wait for a global lease too (see
+                    // `expire_wait`).
+                    (
+                        Stage::LeaseWait {
+                            since,
+                            resumed: false,
+                            ..
+                        },
+                        Some(wait),
+                    ) if e.on_wait_timeout == OnWaitTimeout::Skip => since.saturating_add(wait) != at,
                     _ => true,
                 })
             },
             |at, key| {
                 // Renewed or granted again since: `lease_until` moved past this deadline.
                 live(key).map_or(true, |e| {
-                    !matches!(e.stage, Stage::Running { .. }) || e.lease_until > at
+                    !matches!(e.stage, Stage::Running { .. } | Stage::LeaseWait { .. }) || e.lease_until > at
                 })
             },
         );
@@ -310,6 +342,8 @@ impl<T> Scheduler<T> {
                 Stage::Running { .. } | Stage::Overdue { .. } | Stage::Parked | Stage::Resuming { .. } => {
                     true
                 }
+                // A resuming parent waiting for its global lease has a live task.
+                Stage::LeaseWait { resumed, .. } => resumed,
                 Stage::Waiting { .. } | Stage::Deferred => false,
             })
             .map(|(idx, e)| JobKey {
