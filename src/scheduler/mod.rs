@@ -129,7 +129,7 @@ pub enum Cancelled<T> {
     /// The job had not started; it is removed and counted `Cancelled`.
     Removed(T),
     /// The job holds a slot or is parked; the shell must stop it and then call
-    /// [`Scheduler::complete`] with [`OutcomeKind::Cancelled`].
+    /// [`Scheduler::complete`] with [`OutcomeKind::Cancelled`](crate::OutcomeKind::Cancelled).
     Running,
     /// No such job (it already ended).
     Unknown,
