@@ -32,18 +32,15 @@ pub(super) enum Stage {
     /// timeout (a skip would waste the work it did), is never moved to a fallback (its
     /// work is on this resource) and a cancel must stop its task.
     Resuming { since: Duration },
-    /// Holds a local slot granted at `granted_at` on a resource whose slots are shared
-    /// across replicas, and waits for a global lease before it starts (`Event::LeaseWanted`
-    /// went out). The core keeps its payload. Its lease runs from the local grant, and a
+    /// Holds a local slot on a resource whose slots are shared across replicas, and waits
+    /// for a global lease before it starts (`Event::LeaseWanted` went out). It was granted
+    /// at [`Entry::granted_at`]: not stored here, so that this stage is no larger than the
+    /// others (the entry is on the grant path of every job). The core keeps its payload. Its lease runs from the local grant, and a
     /// fresh job (not `resumed`) that skips on wait timeout is skipped at its wait
     /// deadline (`since + wait_timeout`, the deadline it had in the queue) or when its
     /// lease ends, whichever comes first; a `resumed` parent has a live task and no wait
     /// timeout, and at its lease's end it is stopped (`Overdue`).
-    LeaseWait {
-        granted_at: Duration,
-        since: Duration,
-        resumed: bool,
-    },
+    LeaseWait { since: Duration, resumed: bool },
     /// Holds a slot granted at `granted_at`, under its lease (`Timer::Lease`).
     Running { granted_at: Duration },
     /// Its lease expired: the shell is stopping it; it keeps the slot until it stops.
@@ -76,6 +73,16 @@ pub(super) struct Entry<T> {
     /// Holds a global lease ([`Scheduler::lease_granted`]) until it parks, retries, ends
     /// or loses it ([`Scheduler::lease_lost`]).
     pub(super) global_lease: bool,
+}
+
+impl<T> Entry<T> {
+    /// When a job waiting for a global lease was granted its local slot: its lease runs
+    /// from then and cannot be renewed while it waits, so `lease_until - lease` is that
+    /// instant (short of a lease so long that `lease_until` saturated, where only the
+    /// run time recorded in stats is off).
+    pub(super) fn granted_at(&self) -> Duration {
+        self.lease_until.saturating_sub(self.lease)
+    }
 }
 
 #[derive(Debug)]

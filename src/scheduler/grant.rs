@@ -92,17 +92,7 @@ impl<T> Scheduler<T> {
         self.waiting -= 1;
         tracing::trace!(job = key.id.0, resource = %res.name, ?waited, "grant");
         if res.global {
-            // The local slot is held while the job waits for its global lease; the core
-            // keeps the payload until the lease comes (or the wait ends).
-            entry.stage = Stage::LeaseWait {
-                granted_at: now,
-                since,
-                resumed,
-            };
-            out.push(Event::LeaseWanted {
-                key,
-                resource: res.name.clone(),
-            });
+            self.want_global_lease(key, since, resumed, out);
             return true;
         }
         let payload = entry.payload.take().expect("a waiting job has its payload");
@@ -114,5 +104,17 @@ impl<T> Scheduler<T> {
             wait_left,
         });
         true
+    }
+
+    /// The local slot is held while the job waits for its global lease; the core keeps
+    /// the payload until the lease comes (or the wait ends). Out of line, so the grant of
+    /// a plain resource (the hot path) stays as small as before the stage existed.
+    #[cold]
+    #[inline(never)]
+    fn want_global_lease(&mut self, key: JobKey, since: Duration, resumed: bool, out: &mut Vec<Event<T>>) {
+        let entry = &mut self.jobs[key.idx as usize];
+        entry.stage = Stage::LeaseWait { since, resumed };
+        let resource = self.resources[entry.resource as usize].name.clone();
+        out.push(Event::LeaseWanted { key, resource });
     }
 }

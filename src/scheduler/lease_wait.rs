@@ -63,12 +63,7 @@ impl<T> Scheduler<T> {
             .get_mut(key.idx as usize)
             .filter(|e| e.id == key.id)
             .ok_or(CoreError::UnknownJob)?;
-        let Stage::LeaseWait {
-            granted_at,
-            since,
-            resumed,
-        } = entry.stage
-        else {
+        let Stage::LeaseWait { since, resumed } = entry.stage else {
             return Err(CoreError::WrongStage("waiting for a global lease"));
         };
         let waited = now.saturating_sub(since);
@@ -81,7 +76,9 @@ impl<T> Scheduler<T> {
                 "waiting for a global lease within its deadlines",
             ));
         }
-        entry.stage = Stage::Running { granted_at };
+        entry.stage = Stage::Running {
+            granted_at: entry.granted_at(),
+        };
         entry.global_lease = true;
         let wait_left = match entry.on_wait_timeout {
             OnWaitTimeout::Requeue => None,

@@ -75,9 +75,7 @@ impl<T> Scheduler<T> {
         };
         let (granted_at, lease_wait) = match entry.stage {
             Stage::Running { granted_at } => (granted_at, None),
-            Stage::LeaseWait {
-                granted_at, resumed, ..
-            } => (granted_at, Some(resumed)),
+            Stage::LeaseWait { resumed, .. } => (entry.granted_at(), Some(resumed)),
             _ => return,
         };
         if now < entry.lease_until {
@@ -115,7 +113,8 @@ impl<T> Scheduler<T> {
     pub fn complete(&mut self, key: JobKey, outcome: OutcomeKind, now: Duration) -> Result<(), CoreError> {
         let entry = self.live(key).ok_or(CoreError::UnknownJob)?;
         let (granted_at, overdue) = match entry.stage {
-            Stage::Running { granted_at } | Stage::LeaseWait { granted_at, .. } => (Some(granted_at), false),
+            Stage::Running { granted_at } => (Some(granted_at), false),
+            Stage::LeaseWait { .. } => (Some(entry.granted_at()), false),
             Stage::Overdue { granted_at } => (Some(granted_at), true),
             Stage::Parked => (None, false),
             // A parent that resumed (unparked) and stopped before its slot came back.

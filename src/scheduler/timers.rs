@@ -71,6 +71,7 @@ pub(super) struct TimerTable {
 
 impl TimerTable {
     /// The earliest deadline of one kind, if any.
+    #[inline]
     pub(super) fn get(&self, timer: Timer) -> Option<Duration> {
         match timer {
             Timer::Pending => self.pending,
@@ -82,26 +83,31 @@ impl TimerTable {
     }
 
     /// The earliest deadline of any kind: when the core next needs a `poll`.
+    #[inline]
     pub(super) fn next_timeout(&self) -> Option<Duration> {
         Timer::ALL.into_iter().filter_map(|t| self.get(t)).min()
     }
 
     /// An event was queued at `now` for the next poll (the first one sets the instant).
+    #[inline]
     pub(super) fn set_pending(&mut self, now: Duration) {
         self.pending.get_or_insert(now);
     }
 
     /// The poll took the queued events.
+    #[inline]
     pub(super) fn clear_pending(&mut self) {
         self.pending = None;
     }
 
     /// `key` becomes eligible at `at`.
+    #[inline]
     pub(super) fn push_release(&mut self, at: Duration, key: JobKey) {
         self.releases.push(Reverse((at, key.id.0, key.idx)));
     }
 
     /// One job whose release is due at `now`, earliest first.
+    #[inline]
     pub(super) fn pop_release(&mut self, now: Duration) -> Option<JobKey> {
         let &Reverse((at, id, idx)) = self.releases.peek()?;
         if at > now {
@@ -112,11 +118,13 @@ impl TimerTable {
     }
 
     /// Resource `r` wants to be looked at again at `at`.
+    #[inline]
     pub(super) fn push_gate(&mut self, at: Duration, r: u32) {
         self.gates.push(Reverse((at, r)));
     }
 
     /// One resource whose gate wake-up is due at `now`.
+    #[inline]
     pub(super) fn pop_gate(&mut self, now: Duration) -> Option<u32> {
         let &Reverse((at, r)) = self.gates.peek()?;
         if at > now {
@@ -127,21 +135,25 @@ impl TimerTable {
     }
 
     /// `key`'s wait timeout: `after` from `now`.
+    #[inline]
     pub(super) fn push_wait(&mut self, now: Duration, after: Duration, key: JobKey) {
         self.waits.push(now, after, key);
     }
 
     /// One job whose wait deadline is due at `now`.
+    #[inline]
     pub(super) fn pop_wait(&mut self, now: Duration) -> Option<JobKey> {
         self.waits.pop_due(now).map(|(_, key)| key)
     }
 
     /// `key`'s lease: `after` from `now`.
+    #[inline]
     pub(super) fn push_lease(&mut self, now: Duration, after: Duration, key: JobKey) {
         self.leases.push(now, after, key);
     }
 
     /// One job whose lease deadline is due at `now`.
+    #[inline]
     pub(super) fn pop_lease(&mut self, now: Duration) -> Option<JobKey> {
         self.leases.pop_due(now).map(|(_, key)| key)
     }
@@ -150,6 +162,7 @@ impl TimerTable {
     /// FIFOs (see [`Deadlines::retire_stale`]); the predicates say, for a deadline due
     /// `at` for a job, whether it is stale. Releases and gates need no retiring: a
     /// release is pushed once per deferral and a gate once per resource and instant.
+    #[inline]
     pub(super) fn retire_stale(
         &mut self,
         wait_stale: impl FnMut(Duration, JobKey) -> bool,
