@@ -77,6 +77,6 @@ pub use limit::quota::{CostUsage, QuotaRefusal, Quotas, UsageSnapshot, WindowUsa
 pub use pool::{NothingHeld, SlotPool};
 pub use recurring::{next_multiple, DueRun, Recurring};
 pub use retry::backoff;
-pub use scheduler::{Cancelled, CoreError, Event, JobKey, Scheduler};
+pub use scheduler::{Cancelled, CoreError, Event, JobKey, LeaseRefusal, Scheduler};
 pub use stats::{OutcomeCounts, Percentiles, ResourceSnapshot, ResourceStats, StatsSnapshot, TenantFairness};
 pub use timers::Deadlines;

@@ -246,6 +246,9 @@ impl<'w> Driver<'w> {
                     Event::Skipped { payload: job, .. } => {
                         self.record(now, job, TraceKind::Ended(OutcomeKind::Skipped));
                     }
+                    // The simulator shares no slots across replicas, so it never asks the
+                    // core to wait for global leases.
+                    Event::LeaseWanted { .. } => unreachable!("no resource requires a global lease"),
                     Event::LeaseExpired { key } => {
                         let job = self.by_key[key.index()];
                         self.record(now, job, TraceKind::LeaseExpired);

@@ -158,6 +158,8 @@ impl Supervisor {
                         task.body.resolve(Outcome::Skipped(reason));
                     }
                 }
+                // Global leases are kept in `SharedSlots`; this core is never asked to.
+                Event::LeaseWanted { .. } => unreachable!("no resource requires a global lease in the core"),
                 Event::LeaseExpired { key } => {
                     if let Some(payload) = self.shared.release(key) {
                         // Never started: it waited for a global lease past its lease.

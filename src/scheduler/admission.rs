@@ -1,0 +1,186 @@
+//! Admission: submission, quotas (admit, settle), and the gates of guarded resources
+//! (rate limit, breaker) in front of the grant.
+
+use std::time::Duration;
+
+use crate::guard::Gate;
+use crate::job::{JobId, JobSpec, OutcomeKind, SkipReason, TenantId};
+use crate::limit::quota::{JobQuota, QuotaRefusal, Quotas, UsageSnapshot};
+
+use super::entry::{Entry, Stage};
+use super::{CoreError, Event, JobKey, Scheduler};
+
+impl<T> Scheduler<T> {
+    /// Submits a job that may wait for a slot from `now`.
+    pub fn submit(&mut self, spec: JobSpec, payload: T, now: Duration) -> JobKey {
+        self.submit_at(spec, payload, now, now)
+    }
+
+    /// Submits a job that becomes eligible for a slot at `release_at` (fan-out batching);
+    /// its wait timeout counts from then.
+    pub fn submit_at(&mut self, spec: JobSpec, payload: T, release_at: Duration, now: Duration) -> JobKey {
+        let r = self.resource_index(&spec.resource);
+        let settings = self.resources[r as usize].settings;
+        let id = JobId(self.next_id);
+        self.next_id += 1;
+        let entry = Entry {
+            id,
+            tenant: spec.tenant,
+            resource: r,
+            cost: spec.cost.max(1),
+            lease: spec.options.lease.unwrap_or(settings.lease),
+            lease_until: Duration::MAX,
+            wait_timeout: Some(spec.options.wait_timeout.unwrap_or(settings.wait_timeout)),
+            on_wait_timeout: spec.options.on_wait_timeout,
+            stage: Stage::Deferred,
+            epoch: 0,
+            payload: Some(payload),
+            quota: JobQuota {
+                estimate: spec.estimated_cost,
+                wait: spec.options.wait_for_quota,
+                deadline: release_at
+                    .saturating_add(spec.options.wait_timeout.unwrap_or(settings.wait_timeout)),
+                ..JobQuota::default()
+            },
+            permit: None,
+            attempts: 0,
+            global_lease: false,
+        };
+        let release_at = match &mut self.resources[r as usize].guard {
+            Some(guard) => release_at.max(now) + guard.stagger(),
+            None => release_at,
+        };
+        let idx = self.jobs.insert(entry) as u32;
+        let key = JobKey { idx, id };
+        self.resources[r as usize].stats.submitted += 1;
+        self.waiting += 1;
+        if release_at <= now {
+            if self.admit(key, now) {
+                self.enqueue(key, now);
+            }
+        } else {
+            self.resources[r as usize].deferred += 1;
+            self.timers.push_release(release_at, key);
+        }
+        key
+    }
+
+    /// Checks a deferred job's quotas as it becomes eligible; true when it may now wait
+    /// for a slot. A refused job is deferred to its retry time (when it waits for quota
+    /// and that time is within its wait timeout) or ends `Skipped`, reported by `poll`.
+    pub(super) fn admit(&mut self, key: JobKey, now: Duration) -> bool {
+        if self.quotas.is_empty() {
+            return true;
+        }
+        let entry = &mut self.jobs[key.idx as usize];
+        if entry.quota.admitted {
+            return true; // a retry: admitted (and reserved) once, settled once at its end
+        }
+        let refusal = match self.quotas.admit(&entry.tenant, entry.quota.estimate, now) {
+            Ok(()) => {
+                entry.quota.admitted = true;
+                return true;
+            }
+            Err(refusal) => refusal,
+        };
+        if let QuotaRefusal::NotUntil { retry_after, .. } = &refusal {
+            let retry_at = now.saturating_add(*retry_after);
+            if entry.quota.wait && retry_at <= entry.quota.deadline {
+                self.resources[entry.resource as usize].deferred += 1;
+                self.timers.push_release(retry_at, key);
+                return false;
+            }
+        }
+        let entry = self.jobs.remove(key.idx as usize);
+        self.waiting -= 1;
+        let res = &mut self.resources[entry.resource as usize];
+        res.stats.record_outcome(OutcomeKind::Skipped);
+        let reason = SkipReason::from(refusal);
+        tracing::info!(job = key.id.0, tenant = %entry.tenant, resource = %res.name, %reason, "skip: quota");
+        self.pending.push(Event::Skipped {
+            key,
+            payload: entry.payload.expect("a deferred job has its payload"),
+            reason,
+        });
+        self.timers.set_pending(now);
+        false
+    }
+
+    /// An ended job's quota reservation becomes its actual cost (the estimate when it ran
+    /// and did not report one; nothing when it never ran).
+    pub(super) fn settle_quota(&mut self, tenant: &TenantId, quota: JobQuota, ran: bool, now: Duration) {
+        if !quota.admitted {
+            return;
+        }
+        match (ran, quota.actual) {
+            (false, None) => self.quotas.release(tenant, quota.estimate),
+            (_, actual) => self
+                .quotas
+                .settle(tenant, quota.estimate, actual.unwrap_or(quota.estimate), now),
+        }
+    }
+
+    /// Records the actual cost a running job reports; charged when the job ends.
+    pub fn report_cost(&mut self, key: JobKey, cost: u64) -> Result<(), CoreError> {
+        let entry = self
+            .jobs
+            .get_mut(key.idx as usize)
+            .filter(|e| e.id == key.id)
+            .ok_or(CoreError::UnknownJob)?;
+        entry.quota.actual = Some(cost);
+        Ok(())
+    }
+
+    /// `tenant`'s usage of its quotas and of the global ones at `now`.
+    pub fn usage(&self, tenant: &TenantId, now: Duration) -> UsageSnapshot {
+        self.quotas.usage(tenant, now)
+    }
+
+    /// The quotas and what every tenant has used of them.
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// Grants on a resource with policies: each grant passes the breaker and the rate
+    /// limit; a refusal schedules one wake-up at the instant the policy named (never a
+    /// busy loop); an open breaker sends the waiting jobs to the fallback.
+    pub(super) fn grant_guarded(&mut self, r: u32, now: Duration, out: &mut Vec<Event<T>>) {
+        loop {
+            let res = &mut self.resources[r as usize];
+            if res.queued == 0 {
+                return;
+            }
+            let has_slot = res.pool.has_free();
+            let guard = res.guard.as_mut().expect("called for guarded resources");
+            match guard.gate(now, has_slot) {
+                Gate::Pass(permit) => {
+                    let granted = self.grant_next(r, permit, now, out);
+                    debug_assert!(granted, "queued counts live waiting jobs");
+                }
+                Gate::Open(until) => {
+                    self.route_to_fallback(r, now);
+                    if self.resources[r as usize].queued > 0 {
+                        self.wake_at(r, until);
+                    }
+                    return;
+                }
+                Gate::Wait(at) => {
+                    if let Some(at) = at {
+                        self.wake_at(r, at);
+                    }
+                    return;
+                }
+                Gate::Limited => return,
+            }
+        }
+    }
+
+    pub(super) fn wake_at(&mut self, r: u32, at: Duration) {
+        let res = &mut self.resources[r as usize];
+        if res.gate_wake.is_some_and(|w| w <= at) {
+            return;
+        }
+        res.gate_wake = Some(at);
+        self.timers.push_gate(at, r);
+    }
+}

@@ -1,0 +1,126 @@
+//! Unit tests of the scheduler on virtual time.
+
+use super::*;
+use crate::job::{JobSpec, OutcomeKind, SkipReason};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn granted(events: &mut Vec<Event<u32>>) -> Vec<(JobKey, u32)> {
+    events
+        .drain(..)
+        .filter_map(|e| match e {
+            Event::Granted { key, payload, .. } => Some((key, payload)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn core(cap: u32, lease: Duration) -> Scheduler<u32> {
+    let mut config = Config::default();
+    config.scheduler.max_concurrent = cap;
+    config.scheduler.slot_lease_timeout = lease;
+    Scheduler::new(config)
+}
+
+#[test]
+fn a_lease_deadline_of_an_earlier_grant_does_not_expire_a_regrant() {
+    let mut s = core(1, ms(100));
+    let mut ev = Vec::new();
+    let key = s.submit(JobSpec::new("t", "r"), 1, ms(0));
+    s.poll(ms(0), &mut ev);
+    assert_eq!(granted(&mut ev).len(), 1);
+    s.park(key, ms(10)).unwrap();
+    s.unpark(key, 2, ms(50)).unwrap();
+    s.poll(ms(50), &mut ev);
+    assert_eq!(granted(&mut ev), vec![(key, 2)]);
+    // The first grant's deadline (100 ms) passes: the regrant (lease until 150 ms) stands.
+    s.poll(ms(120), &mut ev);
+    assert!(ev.is_empty(), "{ev:?}");
+    s.poll(ms(150), &mut ev);
+    assert!(matches!(ev.as_slice(), [Event::LeaseExpired { key: k }] if *k == key));
+}
+
+#[test]
+fn lease_expiry_keeps_the_slot_until_the_job_stops() {
+    let mut s = core(1, ms(100));
+    let mut ev = Vec::new();
+    let first = s.submit(JobSpec::new("t", "r"), 1, ms(0));
+    s.submit(JobSpec::new("t", "r").wait_timeout(ms(1000)), 2, ms(0));
+    s.poll(ms(0), &mut ev);
+    ev.clear();
+    s.poll(ms(100), &mut ev);
+    assert!(matches!(ev.as_slice(), [Event::LeaseExpired { .. }]));
+    ev.clear();
+    s.poll(ms(200), &mut ev);
+    assert!(
+        granted(&mut ev).is_empty(),
+        "no second grant while the first has not stopped"
+    );
+    s.complete(first, OutcomeKind::TimedOut, ms(250)).unwrap();
+    s.poll(ms(250), &mut ev);
+    assert_eq!(granted(&mut ev).len(), 1);
+    assert_eq!(
+        s.complete(first, OutcomeKind::Completed, ms(260)),
+        Err(CoreError::UnknownJob)
+    );
+}
+
+#[test]
+fn wait_timeout_skips_and_requeue_keeps_waiting() {
+    let mut s = core(1, ms(10_000));
+    let mut ev = Vec::new();
+    s.submit(JobSpec::new("t", "r"), 1, ms(0));
+    s.submit(JobSpec::new("t", "r").wait_timeout(ms(100)), 2, ms(0));
+    s.submit(
+        JobSpec::new("t", "r")
+            .wait_timeout(ms(100))
+            .requeue_on_wait_timeout(),
+        3,
+        ms(0),
+    );
+    s.poll(ms(0), &mut ev);
+    ev.clear();
+    s.poll(ms(100), &mut ev);
+    assert!(matches!(
+        ev.as_slice(),
+        [Event::Skipped {
+            payload: 2,
+            reason: SkipReason::NoSlot,
+            ..
+        }]
+    ));
+    assert_eq!(s.waiting(), 1, "the requeued job still waits");
+    let snap = s.snapshot(ms(100));
+    assert_eq!(snap.resources["r"].outcomes.skipped, 1);
+    assert_eq!(snap.resources["r"].queued, 1);
+}
+
+#[test]
+fn a_resuming_parent_is_its_own_stage_never_skipped_and_stopped_not_removed_on_cancel() {
+    let mut s = core(1, ms(10_000));
+    let mut ev = Vec::new();
+    let parent = s.submit(JobSpec::new("t", "r").wait_timeout(ms(100)), 1, ms(0));
+    s.poll(ms(0), &mut ev);
+    assert_eq!(granted(&mut ev), vec![(parent, 1)]);
+    s.park(parent, ms(10)).unwrap();
+    let other = s.submit(JobSpec::new("t", "r"), 2, ms(10));
+    s.poll(ms(10), &mut ev);
+    assert_eq!(granted(&mut ev), vec![(other, 2)]);
+    s.unpark(parent, 3, ms(20)).unwrap();
+    assert!(matches!(s.jobs[parent.index()].stage, Stage::Resuming { since } if since == ms(20)));
+    assert_eq!(s.started(), vec![parent, other]);
+    // Far past its own wait timeout: a resuming parent is never skipped.
+    s.poll(ms(5_000), &mut ev);
+    assert!(ev.is_empty(), "{ev:?}");
+    assert_eq!(s.cancel(parent), Cancelled::Running);
+    // Its task stops while it waits for its slot: the core forgets it, nothing leaks.
+    s.complete(parent, OutcomeKind::Cancelled, ms(5_001)).unwrap();
+    assert_eq!(s.waiting(), 0);
+    assert_eq!(s.snapshot(ms(5_001)).resources["r"].queued, 0);
+    s.complete(other, OutcomeKind::Completed, ms(5_002)).unwrap();
+    s.poll(ms(5_002), &mut ev);
+    assert!(ev.is_empty(), "{ev:?}");
+    assert_eq!(s.live_jobs(), 0);
+}
