@@ -115,6 +115,10 @@ impl<T> Scheduler<T> {
         let entry = &mut self.jobs[key.idx as usize];
         entry.stage = Stage::LeaseWait { since, resumed };
         let resource = self.resources[entry.resource as usize].name.clone();
-        out.push(Event::LeaseWanted { key, resource });
+        out.push(Event::LeaseWanted {
+            key,
+            resource,
+            resumed,
+        });
     }
 }

@@ -237,7 +237,7 @@ mod tests {
         let second = s.submit(JobSpec::new("t", "r"), 8, ms(0));
         let ev = poll(&mut s, ms(0));
         assert!(
-            matches!(ev.as_slice(), [Event::LeaseWanted { key: k, resource }] if *k == key && resource.as_str() == "r"),
+            matches!(ev.as_slice(), [Event::LeaseWanted { key: k, resource, .. }] if *k == key && resource.as_str() == "r"),
             "{ev:?}"
         );
         // The local slot is held while it waits: the second job waits for it.
@@ -478,7 +478,7 @@ slot_wait_timeout = "1h"
         s.complete(first, OutcomeKind::Failed, ms(10)).unwrap();
         let ev = poll(&mut s, ms(10));
         assert!(
-            matches!(&ev[..], [Event::LeaseWanted { key, resource }] if *key == second && resource.as_str() == "secondary"),
+            matches!(&ev[..], [Event::LeaseWanted { key, resource, .. }] if *key == second && resource.as_str() == "secondary"),
             "{ev:?}"
         );
     }

@@ -115,6 +115,9 @@ pub enum Event<T> {
         /// The resource whose lease to take: the one the job was granted on, which after
         /// a fallback is not the one it was submitted to.
         resource: ResourceId,
+        /// A parked parent resuming after a join (it left the queue long ago), not a
+        /// fresh job that leaves it now.
+        resumed: bool,
     },
     /// The job's lease expired: cancel it and call [`Scheduler::complete`] once it stopped.
     LeaseExpired {

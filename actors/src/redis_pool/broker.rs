@@ -6,10 +6,12 @@
 //! that arrived since its last call travels in one `acquire`, every return in one
 //! `release`, every held lease in one `renew` per renewal interval. Wants are served in
 //! the order the supervisor granted them (its fair order); a want that no lease is free
-//! for waits in the broker, polled with backoff, until its wait timeout (`Skip`).
+//! for waits in the broker, polled with backoff, until it is granted or the supervisor
+//! forgets it (the core decides when a job stops waiting: its wait timeout, its lease,
+//! a cancellation).
 //!
 //! The only clock the broker reads is the process's monotonic clock, for its own timers
-//! (poll backoff, wait timeouts, renewal ticks, and "no renewal for a whole lease_ttl":
+//! (poll backoff, renewal ticks, and "no renewal for a whole lease_ttl":
 //! a lease surely expired on the server). Lease validity is decided by Redis alone.
 
 use std::collections::{HashMap, VecDeque};
@@ -26,8 +28,8 @@ use super::stats::BackendStats;
 /// What the supervisor asks of the broker.
 #[derive(Debug)]
 pub(crate) enum Cmd {
-    /// A locally granted job needs a global lease; it is skipped at `deadline`.
-    Want { key: JobKey, deadline: Option<Instant> },
+    /// A locally granted job needs a global lease.
+    Want(JobKey),
     /// The job no longer wants (cancelled, stopped); any lease it got is returned.
     Forget(JobKey),
     /// The job's slot comes back: return its lease.
@@ -41,8 +43,6 @@ pub(crate) enum Answer {
     Leased { key: JobKey, token: u64 },
     /// Redis is unreachable and `fail_open_local` admits the job without a lease.
     Admitted(JobKey),
-    /// No lease within the job's wait timeout.
-    Skip(JobKey),
     /// The job's lease was lost (expired before renewal): stop it.
     Lost(JobKey),
 }
@@ -64,7 +64,7 @@ pub(crate) struct Broker {
     rx: mpsc::UnboundedReceiver<Cmd>,
     answer: Box<dyn Fn(Vec<Answer>) + Send>,
     stats: Arc<Mutex<BackendStats>>,
-    wants: VecDeque<(JobKey, Option<Instant>, Instant)>,
+    wants: VecDeque<(JobKey, Instant)>,
     held: HashMap<JobKey, Held>,
     returns: Vec<LeaseId>,
     next_try: Instant,
@@ -102,9 +102,9 @@ impl Broker {
 
     fn on(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Want { key, deadline } => self.wants.push_back((key, deadline, Instant::now())),
+            Cmd::Want(key) => self.wants.push_back((key, Instant::now())),
             Cmd::Forget(key) | Cmd::Return(key) => {
-                self.wants.retain(|(k, _, _)| *k != key);
+                self.wants.retain(|(k, _)| *k != key);
                 if let Some(Held { id: Some(id), .. }) = self.held.remove(&key) {
                     self.returns.push(id);
                 }
@@ -138,11 +138,6 @@ impl Broker {
         if !self.wants.is_empty() {
             at = at.min(self.next_try);
         }
-        for (_, deadline, _) in &self.wants {
-            if let Some(d) = deadline {
-                at = at.min(*d);
-            }
-        }
         if !self.returns.is_empty() {
             at = at.min(self.next_try);
         }
@@ -152,13 +147,6 @@ impl Broker {
     async fn step(&mut self) {
         let now = Instant::now();
         let mut answers = Vec::new();
-        self.wants.retain(|(key, deadline, _)| {
-            let expired = deadline.is_some_and(|d| d <= now);
-            if expired {
-                answers.push(Answer::Skip(*key));
-            }
-            !expired
-        });
         if now >= self.next_try {
             self.release().await;
             if !self.wants.is_empty() {
@@ -214,12 +202,12 @@ impl Broker {
                     stats.round_trips += 1;
                     stats.reclaimed_leases += got.reclaimed;
                     stats.grants += granted as u64;
-                    for (_, _, since) in self.wants.iter().take(granted) {
+                    for (_, since) in self.wants.iter().take(granted) {
                         stats.record_grant_latency(now.saturating_duration_since(*since));
                     }
                 }
                 for lease in got.leases {
-                    let (key, _, _) = self.wants.pop_front().expect("no more leases than wants");
+                    let (key, _) = self.wants.pop_front().expect("no more leases than wants");
                     self.held.insert(
                         key,
                         Held {
@@ -256,7 +244,7 @@ impl Broker {
         let room = (self.config.local_cap as usize).saturating_sub(open);
         let now = Instant::now();
         for _ in 0..room.min(self.wants.len()) {
-            let (key, _, _) = self.wants.pop_front().expect("counted");
+            let (key, _) = self.wants.pop_front().expect("counted");
             self.held.insert(
                 key,
                 Held {

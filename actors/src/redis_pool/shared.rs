@@ -1,19 +1,18 @@
-//! The supervisor's side of the Redis-backed resources: which jobs wait for a global
-//! lease, which hold one, and the brokers that talk to Redis.
+//! The supervisor's I/O side of the Redis-backed resources: the brokers that talk to
+//! Redis, and which job asked for or holds which global lease (with its fencing token).
 //!
-//! The supervisor grants a local slot as for any resource (the local pool bounds this
-//! process's concurrency), then, for a resource whose backend is `redis`, parks the job's
-//! payload here and asks the resource's broker for a global lease. Only when the lease is
-//! granted does the job start. Its local slot is held meanwhile, so a job waiting for a
-//! global lease counts against the local cap, never above it. On release, park, cancel or
-//! stop, the lease goes back. `P` is the supervisor's payload type.
+//! Every decision about such a job is the core's (`weir::Scheduler`'s lease-wait stage):
+//! a job granted a local slot of a shared resource waits there for its global lease (the
+//! core reports `LeaseWanted`), starts when the core is told the lease came, is skipped
+//! when the core's wait deadline passes, and is stopped when the core is told it lost
+//! the lease. What is kept here is only what the core does not need: the lease ids.
+//! On release, park, cancel or stop, the lease goes back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use weir::{BackendKind, Config, JobKey, ResourceId};
 
 use super::broker::{Answer, Broker, Cmd};
@@ -26,34 +25,32 @@ struct BrokerHandle {
 }
 
 /// Redis-backed resources of one supervisor.
-pub(crate) struct SharedSlots<P> {
+pub(crate) struct SharedSlots {
     brokers: HashMap<ResourceId, BrokerHandle>,
-    /// Granted locally, waiting for a global lease.
-    pending: HashMap<JobKey, (ResourceId, P)>,
-    /// Holding a global lease (or admitted fail-open).
-    leased: HashMap<JobKey, ResourceId>,
-    /// Parked parents of Redis-backed resources (they gave their lease back).
-    parked: HashMap<JobKey, ResourceId>,
+    /// Jobs whose global lease was asked for, by the resource asked.
+    wanted: HashMap<JobKey, ResourceId>,
+    /// Jobs holding a global lease: its resource and fencing token (`None`: admitted
+    /// without a lease under a fail-open policy).
+    held: HashMap<JobKey, (ResourceId, Option<u64>)>,
 }
 
-impl<P> std::fmt::Debug for SharedSlots<P> {
+impl std::fmt::Debug for SharedSlots {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedSlots")
             .field("resources", &self.brokers.len())
-            .field("pending", &self.pending.len())
-            .field("leased", &self.leased.len())
+            .field("wanted", &self.wanted.len())
+            .field("held", &self.held.len())
             .finish()
     }
 }
 
-impl<P> SharedSlots<P> {
+impl SharedSlots {
     /// No shared resources (before the supervisor has started).
     pub(crate) fn none() -> Self {
         Self {
             brokers: HashMap::new(),
-            pending: HashMap::new(),
-            leased: HashMap::new(),
-            parked: HashMap::new(),
+            wanted: HashMap::new(),
+            held: HashMap::new(),
         }
     }
 
@@ -91,20 +88,15 @@ impl<P> SharedSlots<P> {
         }
         Self {
             brokers,
-            pending: HashMap::new(),
-            leased: HashMap::new(),
-            parked: HashMap::new(),
+            wanted: HashMap::new(),
+            held: HashMap::new(),
         }
     }
 
-    /// True when any resource's slots are shared through Redis.
-    pub(crate) fn any(&self) -> bool {
-        !self.brokers.is_empty()
-    }
-
-    /// True when `resource`'s slots are shared through Redis.
-    pub(crate) fn is_shared(&self, resource: &ResourceId) -> bool {
-        !self.brokers.is_empty() && self.brokers.contains_key(resource)
+    /// The resources whose broker started: the core makes their jobs wait for a global
+    /// lease.
+    pub(crate) fn resources(&self) -> impl Iterator<Item = &ResourceId> {
+        self.brokers.keys()
     }
 
     fn send(&self, resource: &ResourceId, cmd: Cmd) {
@@ -113,93 +105,64 @@ impl<P> SharedSlots<P> {
         }
     }
 
-    /// A job granted a local slot of a shared resource waits here for its global lease;
-    /// it is skipped after `wait_left` (never, for `None`).
-    pub(crate) fn want(
-        &mut self,
-        key: JobKey,
-        resource: ResourceId,
-        payload: P,
-        wait_left: Option<Duration>,
-    ) {
-        let deadline = wait_left.map(|w| Instant::now() + w);
-        self.send(&resource, Cmd::Want { key, deadline });
-        self.pending.insert(key, (resource, payload));
+    /// Asks `resource`'s broker for a global lease for `key`. No deadline: the core
+    /// decides when the job stops waiting, and this side is told to forget it then.
+    pub(crate) fn want(&mut self, key: JobKey, resource: ResourceId) {
+        self.send(&resource, Cmd::Want(key));
+        self.wanted.insert(key, resource);
     }
 
-    /// A lease (or a fail-open admission) arrived for `key`: its payload, to start. `None`
-    /// when the job no longer waits; the lease is returned at once.
-    pub(crate) fn granted(&mut self, key: JobKey) -> Option<P> {
-        match self.pending.remove(&key) {
-            Some((resource, payload)) => {
-                self.leased.insert(key, resource);
-                Some(payload)
-            }
-            None => {
-                self.return_orphan(key);
-                None
-            }
+    /// The core took the lease the broker granted `key` (`token`: its fencing token;
+    /// `None` for a fail-open admission).
+    pub(crate) fn hold(&mut self, key: JobKey, token: Option<u64>) {
+        if let Some(resource) = self.wanted.remove(&key) {
+            self.held.insert(key, (resource, token));
         }
     }
 
-    fn return_orphan(&self, key: JobKey) {
+    /// True when `key` holds a global lease (or was admitted fail-open).
+    pub(crate) fn holds(&self, key: JobKey) -> bool {
+        !self.held.is_empty() && self.held.contains_key(&key)
+    }
+
+    /// Returns a lease the core did not take (the job no longer waited for it) to every
+    /// broker: the one that granted it returns it, the others have nothing for `key`.
+    pub(crate) fn return_orphan(&self, key: JobKey) {
         for b in self.brokers.values() {
             let _ = b.tx.send(Cmd::Return(key));
         }
     }
 
-    /// The job waited too long for a lease: its payload, to resolve as skipped.
-    pub(crate) fn skipped(&mut self, key: JobKey) -> Option<P> {
-        self.pending.remove(&key).map(|(_, p)| p)
+    /// The fencing token of the lease `key` holds, if any.
+    pub(crate) fn token(&self, key: JobKey) -> Option<u64> {
+        self.held.get(&key).and_then(|(_, token)| *token)
     }
 
-    /// The job's lease was lost; true if it held one.
-    pub(crate) fn lost(&mut self, key: JobKey) -> bool {
-        self.leased.remove(&key).is_some()
+    /// The broker lost `key`'s lease (it is no longer held).
+    pub(crate) fn lost(&mut self, key: JobKey) {
+        self.held.remove(&key);
     }
 
-    /// The job stopped, was cancelled or its local lease expired: its lease goes back,
-    /// and if it was still waiting for one, its payload is returned.
-    pub(crate) fn release(&mut self, key: JobKey) -> Option<P> {
+    /// Gives back whatever `key` has: its lease if it holds one, its request if it is
+    /// still waiting, or a lease the core refused (the job no longer waited for it).
+    /// Called when a job stops, parks, is cancelled or skipped, or its lease expired.
+    /// True when it was still waiting for a lease.
+    pub(crate) fn release(&mut self, key: JobKey) -> bool {
         // Every job's end comes here: with no shared resource there is nothing to look up.
         if self.brokers.is_empty() {
-            return None;
+            return false;
         }
-        if let Some(resource) = self.leased.remove(&key) {
+        if let Some((resource, _)) = self.held.remove(&key) {
             self.send(&resource, Cmd::Return(key));
         }
-        self.parked.remove(&key);
-        let (resource, payload) = self.pending.remove(&key)?;
-        self.send(&resource, Cmd::Forget(key));
-        Some(payload)
-    }
-
-    /// A parent gives its slot up while it waits for children: its lease goes back too.
-    pub(crate) fn park(&mut self, key: JobKey) {
-        if self.brokers.is_empty() {
-            return;
+        match self.wanted.remove(&key) {
+            Some(resource) => {
+                // A lease granted meanwhile, still on its way, is returned by the broker too.
+                self.send(&resource, Cmd::Forget(key));
+                true
+            }
+            None => false,
         }
-        if let Some(resource) = self.leased.remove(&key) {
-            self.send(&resource, Cmd::Return(key));
-            self.parked.insert(key, resource);
-        }
-    }
-
-    /// The resource of a parked parent of a shared resource that is granted its local
-    /// slot back (it then needs a lease again).
-    pub(crate) fn resumed(&mut self, key: JobKey) -> Option<ResourceId> {
-        if self.brokers.is_empty() {
-            return None;
-        }
-        self.parked.remove(&key)
-    }
-
-    /// Every job still waiting for a lease (shutdown).
-    pub(crate) fn drain_pending(&mut self) -> Vec<(JobKey, P)> {
-        let keys: Vec<JobKey> = self.pending.keys().copied().collect();
-        keys.into_iter()
-            .filter_map(|k| self.release(k).map(|p| (k, p)))
-            .collect()
     }
 
     /// Backend statistics of the shared resources.

@@ -141,9 +141,8 @@ impl Supervisor {
     /// A started job stopped: returns its slot (once: a second report for the same key
     /// is refused by the core and only logged). The caller drives the core after.
     fn done(&mut self, mut msg: Done, now: Duration) {
-        // Its global lease goes back (a parent that ended while waiting for one drops
-        // its waker here).
-        drop(self.shared.release(msg.key));
+        // Its global lease goes back (or its request for one, if it ended waiting).
+        self.shared.release(msg.key);
         if let Some(slot) = self.running.get_mut(msg.key.index()) {
             if matches!(slot, Some((k, _)) if *k == msg.key) {
                 *slot = None;
@@ -173,7 +172,10 @@ impl Supervisor {
     /// A parent gives its slot up while it waits for children.
     fn park(&mut self, key: JobKey, now: Duration) {
         match self.core.park(key, now) {
-            Ok(()) => self.shared.park(key),
+            // Its global lease goes back too; resuming, it asks for one again.
+            Ok(()) => {
+                self.shared.release(key);
+            }
             // Its lease expired meanwhile: it is being stopped and will report Done.
             Err(e) => tracing::debug!(job = key.id().0, error = %e, "park refused"),
         }
@@ -222,21 +224,18 @@ impl Supervisor {
     /// Cancels `key` (its stop flag is set): a waiting job ends now, a running one stops
     /// and reports Done.
     fn cancel(&mut self, key: JobKey) {
-        match self.core.cancel(key) {
+        let now = self.now();
+        match self.core.cancel_at(key, now) {
             Cancelled::Removed(Payload::Fresh(task)) => {
-                self.link.left_waiting(1);
+                // One that waited for a global lease had left the queue already.
+                if !self.shared.release(key) {
+                    self.link.left_waiting(1);
+                }
                 task.body.resolve(Outcome::Cancelled);
             }
-            Cancelled::Running => {
-                // Granted locally but still waiting for a global lease: it never started.
-                if let Some(payload) = self.shared.release(key) {
-                    let now = self.now();
-                    self.end_unstarted(key, payload, Outcome::Cancelled, now);
-                }
-                // A running job sees its flag and reports Done.
-            }
-            // An ended one needs nothing.
-            Cancelled::Removed(Payload::Resume(_)) | Cancelled::Unknown => {}
+            // A running job (or a parent waiting for its slot or lease) sees its flag and
+            // reports Done; an ended one needs nothing.
+            Cancelled::Running | Cancelled::Removed(Payload::Resume(_)) | Cancelled::Unknown => {}
         }
     }
 }

@@ -1,50 +1,28 @@
 //! Resources whose slots are shared through Redis: a job granted a local slot waits for
-//! a global lease before it starts; the brokers' answers (leased, skipped, lost) come
-//! back here.
+//! a global lease before it starts (the core's lease-wait stage); the brokers' answers
+//! (leased, admitted fail-open, lost) come back here and go into the core.
 
 use std::time::Duration;
 
 use actix::{Context, Handler, Message};
-use weir::{JobKey, Outcome, ResourceId, SkipReason};
+use weir::JobKey;
 
-use super::{Payload, Supervisor, Task};
+use super::Supervisor;
 use crate::job::stop::StopReason;
 use crate::redis_pool::Answer;
 
 impl Supervisor {
-    /// Ends a job that was granted a local slot but never started (it waited for a
-    /// global lease): resolves it and returns its slot.
-    pub(super) fn end_unstarted(
-        &mut self,
-        key: JobKey,
-        payload: Payload,
-        outcome: Outcome<()>,
-        now: Duration,
-    ) {
-        // A parked parent's waker: dropping it tells the parent it has no slot; its task
-        // is being stopped and reports Done itself.
-        let Payload::Fresh(task) = payload else { return };
-        let kind = outcome.kind();
-        task.body.resolve(outcome);
-        if let Err(e) = self.core.complete(key, kind, now) {
-            tracing::error!(job = key.id().0, error = %e, "unstarted job unknown to the core");
-        }
-    }
-
-    /// Carries out the answers of the Redis brokers.
+    /// Carries out the answers of the Redis brokers: each is an input to the core, which
+    /// decides what the job does next.
     fn on_backend(&mut self, answers: Vec<Answer>, ctx: &mut Context<Self>) {
         let now = self.now();
         for answer in answers {
             match answer {
-                Answer::Leased { key, token } => self.leased(key, Some(token)),
-                Answer::Admitted(key) => self.leased(key, None),
-                Answer::Skip(key) => {
-                    if let Some(payload) = self.shared.skipped(key) {
-                        self.end_unstarted(key, payload, Outcome::Skipped(SkipReason::NoSlot), now);
-                    }
-                }
+                Answer::Leased { key, token } => self.leased(key, Some(token), now),
+                Answer::Admitted(key) => self.leased(key, None, now),
                 Answer::Lost(key) => {
-                    if self.shared.lost(key) {
+                    self.shared.lost(key);
+                    if self.core.lease_lost(key, now).is_ok() {
                         if let Some(stop) = self.stop_of(key) {
                             stop.request(StopReason::LeaseLost);
                         }
@@ -56,25 +34,17 @@ impl Supervisor {
         self.finish_shutdown_if_idle(ctx);
     }
 
-    fn leased(&mut self, key: JobKey, token: Option<u64>) {
-        match self.shared.granted(key) {
-            Some(Payload::Fresh(task)) => self.start(key, task, token),
-            Some(Payload::Resume(tx)) => {
-                let _ = tx.send(());
+    /// A lease (or a fail-open admission) arrived for `key`: the core starts the job at
+    /// the next poll, or refuses because the job no longer waits for one (it was skipped,
+    /// cancelled or ended, or its deadline is due), and then the lease goes back at once.
+    fn leased(&mut self, key: JobKey, token: Option<u64>, now: Duration) {
+        match self.core.lease_granted(key, now) {
+            Ok(()) => self.shared.hold(key, token),
+            Err(e) => {
+                tracing::debug!(job = key.id().0, error = %e, "global lease not taken; returned");
+                self.shared.return_orphan(key);
             }
-            None => {}
         }
-    }
-
-    /// The resource whose global lease a just-granted job must hold before it starts, if
-    /// its slot is shared through Redis. That is the resource the core granted, which
-    /// after a fallback is not the one the job was submitted to.
-    pub(super) fn shared_resource(&self, key: JobKey, task: &Task) -> Option<ResourceId> {
-        if !self.shared.any() {
-            return None;
-        }
-        let granted = self.core.resource_of(key).unwrap_or(&task.resource);
-        self.shared.is_shared(granted).then(|| granted.clone())
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context, Handler};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use weir::{BatchSchedule, Event, JobKey, Outcome, ResourceId, Scheduler, SkipReason, StatsSnapshot};
+use weir::{BatchSchedule, Event, JobKey, Outcome, ResourceId, Scheduler, StatsSnapshot};
 
 mod inputs;
 mod leases;
@@ -81,7 +81,7 @@ pub(crate) struct Supervisor {
     /// Some resource has a `call_budget` (else submissions skip the lookup).
     any_budget: bool,
     /// Resources whose slots are shared through Redis (see `redis_pool::shared`).
-    shared: SharedSlots<Payload>,
+    shared: SharedSlots,
     /// The inbox's last batch, kept empty between drains for its capacity.
     intake: Vec<Intake>,
 }
@@ -126,45 +126,48 @@ impl Supervisor {
         let mut left_waiting = 0u64;
         for event in events.drain(..) {
             match event {
-                Event::Granted {
-                    key,
-                    payload,
-                    wait_left,
-                    ..
-                } => match payload {
+                Event::Granted { key, payload, .. } => match payload {
                     Payload::Fresh(task) => {
-                        left_waiting += 1;
-                        match self.shared_resource(key, &task) {
-                            // Holds its local slot while it waits for a global lease, for
-                            // what is left of its own wait timeout.
-                            Some(resource) => {
-                                self.shared.want(key, resource, Payload::Fresh(task), wait_left)
-                            }
-                            None => self.start(key, task, None),
+                        // A job that waited for a global lease left the queue at its
+                        // local grant (`LeaseWanted`).
+                        let leased = self.shared.holds(key);
+                        if !leased {
+                            left_waiting += 1;
                         }
+                        let token = if leased { self.shared.token(key) } else { None };
+                        self.start(key, task, token);
                     }
-                    Payload::Resume(tx) => match self.shared.resumed(key) {
-                        Some(resource) => self.shared.want(key, resource, Payload::Resume(tx), None),
-                        // If the parent stopped meanwhile its task reports Done, which
-                        // returns this slot.
-                        None => {
-                            let _ = tx.send(());
-                        }
-                    },
+                    // If the parent stopped meanwhile its task reports Done, which returns
+                    // this slot.
+                    Payload::Resume(tx) => {
+                        let _ = tx.send(());
+                    }
                 },
-                Event::Skipped { payload, reason, .. } => {
-                    if let Payload::Fresh(task) = payload {
+                Event::LeaseWanted {
+                    key,
+                    resource,
+                    resumed,
+                } => {
+                    // It holds its local slot while it waits; the core decides how long.
+                    if !resumed {
                         left_waiting += 1;
+                    }
+                    self.shared.want(key, resource);
+                }
+                Event::Skipped { key, payload, reason } => {
+                    // Skipped while it waited for a global lease: it had left the queue.
+                    let waited_for_lease = self.shared.release(key);
+                    if let Payload::Fresh(task) = payload {
+                        if !waited_for_lease {
+                            left_waiting += 1;
+                        }
                         task.body.resolve(Outcome::Skipped(reason));
                     }
                 }
-                // Global leases are kept in `SharedSlots`; this core is never asked to.
-                Event::LeaseWanted { .. } => unreachable!("no resource requires a global lease in the core"),
                 Event::LeaseExpired { key } => {
-                    if let Some(payload) = self.shared.release(key) {
-                        // Never started: it waited for a global lease past its lease.
-                        self.end_unstarted(key, payload, Outcome::Skipped(SkipReason::NoSlot), now);
-                    } else if let Some(stop) = self.stop_of(key) {
+                    // A parent that was waiting for its global lease gives the request up.
+                    self.shared.release(key);
+                    if let Some(stop) = self.stop_of(key) {
                         stop.request(StopReason::TimedOut);
                     }
                 }
@@ -237,6 +240,12 @@ impl Actor for Supervisor {
         self.shared = SharedSlots::start(self.core.config(), move |answers| {
             me.do_send(BackendAnswers(answers));
         });
+        // Jobs of a resource whose broker started wait for a global lease; the core
+        // decides every stage of that wait.
+        let shared: Vec<ResourceId> = self.shared.resources().cloned().collect();
+        for resource in &shared {
+            self.core.require_global_lease(resource);
+        }
     }
 }
 

@@ -84,22 +84,21 @@ impl Handler<Shutdown> for Supervisor {
             self.finish_shutdown_if_idle(ctx);
             return;
         }
-        let waiting = self.core.cancel_waiting();
+        let now = self.now();
         let mut report = ShutdownReport::default();
-        for (_, payload) in waiting {
+        let mut left_waiting = 0;
+        for (key, payload) in self.core.cancel_waiting_at(now) {
+            // One that waited for a global lease had left the queue already.
+            let waited_for_lease = self.shared.release(key);
             if let Payload::Fresh(task) = payload {
                 report.cancelled_waiting += 1;
+                if !waited_for_lease {
+                    left_waiting += 1;
+                }
                 task.body.resolve(Outcome::Cancelled);
             }
         }
-        self.link.left_waiting(report.cancelled_waiting);
-        let now = self.now();
-        for (key, payload) in self.shared.drain_pending() {
-            if matches!(payload, Payload::Fresh(_)) {
-                report.cancelled_waiting += 1;
-            }
-            self.end_unstarted(key, payload, Outcome::Cancelled, now);
-        }
+        self.link.left_waiting(left_waiting);
         self.shutdown = Some(ShutdownState {
             report,
             reply: vec![msg.reply],
