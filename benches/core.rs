@@ -9,7 +9,8 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use weir::{Event, FairQueue, OutcomeKind, Scheduler, SlotPool, TenantId};
+use weir::testing::{FairQueue, SlotPool};
+use weir::{Event, OutcomeKind, Scheduler, TenantId};
 use weir_cli::bench::workload;
 
 fn grant_release(c: &mut Criterion) {

@@ -33,7 +33,7 @@ fn fanout(c: &mut Criterion) {
         })
     });
     // The bound: the last organisation's release, then its last child's, as timer waits.
-    let schedule = weir::BatchSchedule::new(config.scheduler.org_batch_size, delay);
+    let schedule = weir::engine::BatchSchedule::new(config.scheduler.org_batch_size, delay);
     let waits = schedule.batches(ORGS) - 1 + schedule.batches(PROJECTIONS as usize) - 1;
     group.bench_function("lower_bound", |b| {
         b.iter_custom(|iters| {

@@ -25,7 +25,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::resilience::BreakerConfig;
+use crate::config::resilience::BreakerConfig;
 
 /// Buckets of the sliding window.
 pub(crate) const BUCKETS: usize = 20;
@@ -54,23 +54,23 @@ impl fmt::Display for BreakerState {
 
 /// Leave to make one call, from [`Breaker::admit`]; hand it back with the outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Permit {
+pub(crate) struct Permit {
     epoch: u32,
 }
 
 /// A change of state, for stats and tracing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transition {
+pub(crate) struct Transition {
     /// State before.
-    pub from: BreakerState,
+    pub(crate) from: BreakerState,
     /// State after.
-    pub to: BreakerState,
+    pub(crate) to: BreakerState,
     /// When.
-    pub at: Duration,
+    pub(crate) at: Duration,
     /// Outcomes in the window when it happened.
-    pub calls: u64,
+    pub(crate) calls: u64,
     /// Failures among them.
-    pub failures: u64,
+    pub(crate) failures: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -95,7 +95,7 @@ enum State {
 
 /// A circuit breaker (see the module docs).
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     cfg: BreakerConfig,
     state: State,
     epoch: u32,
@@ -106,7 +106,7 @@ pub struct Breaker {
 
 impl Breaker {
     /// A closed breaker for a validated configuration.
-    pub fn new(cfg: BreakerConfig) -> Self {
+    pub(crate) fn new(cfg: BreakerConfig) -> Self {
         let width = (cfg.window / BUCKETS as u32).max(Duration::from_nanos(1));
         Self {
             cfg,
@@ -119,7 +119,7 @@ impl Breaker {
     }
 
     /// The state as of the last call (call [`Breaker::tick`] to bring it to `now`).
-    pub fn state(&self) -> BreakerState {
+    pub(crate) fn state(&self) -> BreakerState {
         match self.state {
             State::Closed => BreakerState::Closed,
             State::Open { .. } => BreakerState::Open,
@@ -127,13 +127,8 @@ impl Breaker {
         }
     }
 
-    /// Transitions so far.
-    pub fn transitions(&self) -> u64 {
-        self.transitions
-    }
-
     /// Outcomes and failures in the window ending at `now`.
-    pub fn window(&self, now: Duration) -> (u64, u64) {
+    pub(crate) fn window(&self, now: Duration) -> (u64, u64) {
         let current = self.bucket_index(now);
         self.buckets
             .iter()
@@ -174,7 +169,7 @@ impl Breaker {
 
     /// Applies the transitions that time alone causes (cooldown over: half-open;
     /// half-open timeout passed: open again).
-    pub fn tick(&mut self, now: Duration) -> Option<Transition> {
+    pub(crate) fn tick(&mut self, now: Duration) -> Option<Transition> {
         match self.state {
             State::Open { until } if now >= until => Some(self.go(
                 State::HalfOpen {
@@ -194,7 +189,7 @@ impl Breaker {
     /// Whether a call could be admitted now (call [`Breaker::tick`] first). A refusal
     /// carries the instant worth asking again (the end of the cooldown, or the half-open
     /// timeout while every probe is out); `None` means only an outcome can change it.
-    pub fn check(&self) -> Result<(), Option<Duration>> {
+    pub(crate) fn check(&self) -> Result<(), Option<Duration>> {
         match self.state {
             State::Closed => Ok(()),
             State::Open { until } => Err(Some(until)),
@@ -211,7 +206,7 @@ impl Breaker {
     }
 
     /// Admits one call at `now`, or refuses as [`Breaker::check`] does.
-    pub fn admit(&mut self, now: Duration) -> Result<Permit, Option<Duration>> {
+    pub(crate) fn admit(&mut self, now: Duration) -> Result<Permit, Option<Duration>> {
         self.check()?;
         if let State::HalfOpen {
             admitted, deadline, ..
@@ -224,7 +219,7 @@ impl Breaker {
     }
 
     /// Records the outcome of an admitted call; returns the transition it caused.
-    pub fn record(&mut self, permit: Permit, success: bool, now: Duration) -> Option<Transition> {
+    pub(crate) fn record(&mut self, permit: Permit, success: bool, now: Duration) -> Option<Transition> {
         if let Some(t) = self.tick(now) {
             // The state moved on since the call started: its outcome is stale.
             return Some(t);
@@ -262,7 +257,7 @@ impl Breaker {
 
     /// A call that ended without an outcome worth counting (cancelled, parked): in
     /// half-open its probe place is given back.
-    pub fn forget(&mut self, permit: Permit) {
+    pub(crate) fn forget(&mut self, permit: Permit) {
         if permit.epoch != self.epoch {
             return;
         }

@@ -24,7 +24,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use weir::{CoalesceBuffer, CoalesceSettings};
+//! use weir::engine::{CoalesceBuffer, CoalesceSettings};
 //!
 //! let ms = Duration::from_millis;
 //! let settings = CoalesceSettings { flush_interval: ms(100), max_batch: 10, max_wait: ms(500) };

@@ -67,6 +67,9 @@
 //! not to tenants ever seen. Written by hand because this ordering is the heart of
 //! weir's fairness promise and no maintained crate offers DRR with lazy removal.
 
+// Public for benches and property tests only, through `weir::testing` (feature `testing`).
+#![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
+
 use std::collections::VecDeque;
 
 use crate::hash::FastMap;
@@ -85,7 +88,8 @@ struct TenantQueue<T> {
 /// A weighted deficit-round-robin queue over tenants, FIFO within each tenant.
 ///
 /// ```
-/// use weir::{FairQueue, TenantId};
+/// use weir::testing::FairQueue;
+/// use weir::TenantId;
 /// let mut q = FairQueue::new(1);
 /// for i in 0..3 { q.push(TenantId::new("big"), 1, 1, i); }
 /// q.push(TenantId::new("small"), 1, 1, 100);

@@ -6,7 +6,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// let s = weir::BatchSchedule::new(25, Duration::from_secs(2));
+/// let s = weir::engine::BatchSchedule::new(25, Duration::from_secs(2));
 /// assert_eq!(s.offset(24), Duration::ZERO);
 /// assert_eq!(s.offset(25), Duration::from_secs(2));
 /// assert_eq!(s.batches(51), 3);

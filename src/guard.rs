@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use crate::breaker::{Breaker, BreakerState, Permit, Transition};
+use crate::config::resilience::{JitterConfig, RetryConfig, StaggerConfig};
 use crate::config::ResourceConfig;
 use crate::jitter::Jitter;
 use crate::job::{OutcomeKind, ResourceId};
 use crate::limit::rate::RateLimit;
-use crate::resilience::{JitterConfig, RetryConfig, StaggerConfig};
 
 /// Resilience counters of one resource, in [`crate::ResourceSnapshot::resilience`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -12,13 +12,13 @@ use rand::{Rng, SeedableRng};
 
 /// A deterministic random source owned by one resource's policies.
 #[derive(Debug, Clone)]
-pub struct Jitter {
+pub(crate) struct Jitter {
     rng: SmallRng,
 }
 
 impl Jitter {
     /// A source seeded with `seed`.
-    pub fn seeded(seed: u64) -> Self {
+    pub(crate) fn seeded(seed: u64) -> Self {
         Self {
             rng: SmallRng::seed_from_u64(seed),
         }
@@ -26,7 +26,7 @@ impl Jitter {
 
     /// A source seeded from a name (FNV-1a), so each resource draws its own sequence
     /// without anyone choosing seeds.
-    pub fn for_name(name: &str, salt: u64) -> Self {
+    pub(crate) fn for_name(name: &str, salt: u64) -> Self {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ salt;
         for b in name.bytes() {
             h ^= u64::from(b);
@@ -36,7 +36,7 @@ impl Jitter {
     }
 
     /// `d` scaled by a factor drawn uniformly from `[min, max]` (`min <= max`).
-    pub fn scale(&mut self, d: Duration, min: f64, max: f64) -> Duration {
+    pub(crate) fn scale(&mut self, d: Duration, min: f64, max: f64) -> Duration {
         let f = if max > min {
             self.rng.gen_range(min..=max)
         } else {
@@ -46,7 +46,7 @@ impl Jitter {
     }
 
     /// A duration drawn uniformly from `[lo, hi]`.
-    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+    pub(crate) fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
         if hi <= lo {
             return lo;
         }

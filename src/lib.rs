@@ -41,7 +41,7 @@ mod interval;
 mod jitter;
 mod job;
 mod lease;
-pub mod limit;
+mod limit;
 mod pool;
 mod recurring;
 mod retry;
@@ -53,30 +53,33 @@ mod tenant_ledger;
 pub mod testing;
 mod timers;
 
-pub use breaker::{Breaker, BreakerState, Permit, Transition};
-pub use coalesce::{
-    Batch, BatchItem, CoalesceBuffer, CoalesceSettings, CoalesceSettingsError, FlushReason, Waiting,
+pub use breaker::BreakerState;
+pub use config::resilience::{
+    BreakerConfig, CallBudgetConfig, JitterConfig, RateLimitConfig, RetryConfig, StaggerConfig,
 };
-pub use config::resilience;
 pub use config::{
-    BackendConfig, BackendKind, CoalesceConfig, Config, ConfigError, FailurePolicy, QuotaConfig, QuotaScope,
-    ResourceConfig, ResourceSettings, RuntimeConfig, SchedulerConfig, TenantConfig, WindowConfig,
-    DEFAULT_TOML,
+    BackendConfig, BackendKind, CoalesceConfig, Config, ConfigError, FailurePolicy, IntervalStep,
+    IntervalTable, QuotaConfig, QuotaScope, ResourceConfig, ResourceSettings, RuntimeConfig, SchedulerConfig,
+    TenantConfig, WindowConfig, DEFAULT_TOML,
 };
-pub use fair::FairQueue;
-pub use fanout::BatchSchedule;
 pub use guard::ResilienceStats;
-pub use interval::{IntervalStep, IntervalTable};
-pub use jitter::Jitter;
 pub use job::{
     JobError, JobId, JobKind, JobOptions, JobSpec, OnWaitTimeout, Outcome, OutcomeKind, ResourceId,
     SkipReason, TenantId,
 };
 pub use lease::LeaseError;
 pub use limit::quota::{CostUsage, QuotaRefusal, Quotas, UsageSnapshot, WindowUsage};
-pub use pool::{NothingHeld, SlotPool};
-pub use recurring::{next_multiple, DueRun, Recurring};
-pub use retry::backoff;
 pub use scheduler::{Cancelled, CoreError, Event, JobKey, LeaseRefusal, Scheduler};
 pub use stats::{OutcomeCounts, Percentiles, ResourceSnapshot, ResourceStats, StatsSnapshot, TenantFairness};
-pub use timers::Deadlines;
+
+/// The pure policies the actor shell drives beside the [`Scheduler`]: fan-out release
+/// times, coalescing buffers, recurring schedules and evaluation intervals. A service that
+/// embeds weir through `weir-actors` does not need them; they are public because the shell
+/// is another crate.
+pub mod engine {
+    pub use crate::coalesce::{
+        Batch, BatchItem, CoalesceBuffer, CoalesceSettings, CoalesceSettingsError, FlushReason, Waiting,
+    };
+    pub use crate::fanout::BatchSchedule;
+    pub use crate::recurring::{next_multiple, DueRun, Recurring};
+}

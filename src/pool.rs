@@ -3,6 +3,9 @@
 //! A plain counter owned by one actor (never shared between threads): the bound on
 //! concurrency is that only the owner grants, and it grants only while `held < cap`.
 
+// Public for benches and property tests only, through `weir::testing` (feature `testing`).
+#![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
+
 /// Slots of one resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotPool {

@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use weir::Recurring;
+//! use weir::engine::Recurring;
 //!
 //! let s = Duration::from_secs;
 //! let mut checks = Recurring::new();

@@ -10,11 +10,11 @@
 
 use std::time::Duration;
 
+use crate::config::resilience::{JitterConfig, RetryConfig};
 use crate::jitter::Jitter;
-use crate::resilience::{JitterConfig, RetryConfig};
 
 /// The backoff before the next attempt, after `attempts` attempts (at least 1).
-pub fn backoff(
+pub(crate) fn backoff(
     cfg: &RetryConfig,
     attempts: u32,
     retry_after: Option<Duration>,

@@ -29,6 +29,11 @@
 
 use std::time::Duration;
 
+/// Engine parts that benches and property tests drive directly; a service never needs them.
+pub use crate::fair::FairQueue;
+pub use crate::limit::rate::RateLimit;
+pub use crate::pool::SlotPool;
+
 use proptest::prelude::*;
 
 use crate::job::{OnWaitTimeout, OutcomeKind, ResourceId, TenantId};

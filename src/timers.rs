@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// Deadline FIFOs keyed by duration; `K` identifies what a deadline is for.
 #[derive(Debug)]
-pub struct Deadlines<K> {
+pub(crate) struct Deadlines<K> {
     groups: Vec<(Duration, VecDeque<(Duration, K)>)>,
 }
 
@@ -24,7 +24,7 @@ impl<K> Default for Deadlines<K> {
 
 impl<K: Copy> Deadlines<K> {
     /// Sets a deadline `after` from `now` for `key`.
-    pub fn push(&mut self, now: Duration, after: Duration, key: K) {
+    pub(crate) fn push(&mut self, now: Duration, after: Duration, key: K) {
         let at = now.saturating_add(after);
         let group = match self.groups.iter().position(|(d, _)| *d == after) {
             Some(i) => i,
@@ -45,7 +45,7 @@ impl<K: Copy> Deadlines<K> {
     /// fall due: at a million jobs a second and a one-minute lease that is sixty million
     /// entries held for nothing. Since each group is in deadline order and jobs mostly
     /// end in the order they started, the fronts are where stale entries gather.
-    pub fn retire_stale(&mut self, mut stale: impl FnMut(Duration, K) -> bool) {
+    pub(crate) fn retire_stale(&mut self, mut stale: impl FnMut(Duration, K) -> bool) {
         for (_, fifo) in &mut self.groups {
             while let Some(&(at, key)) = fifo.front() {
                 if !stale(at, key) {
@@ -57,7 +57,7 @@ impl<K: Copy> Deadlines<K> {
     }
 
     /// The earliest pending deadline, if any.
-    pub fn next(&self) -> Option<Duration> {
+    pub(crate) fn next(&self) -> Option<Duration> {
         self.groups
             .iter()
             .filter_map(|(_, fifo)| fifo.front().map(|(at, _)| *at))
@@ -65,7 +65,7 @@ impl<K: Copy> Deadlines<K> {
     }
 
     /// Removes and returns one entry whose deadline is at or before `now`.
-    pub fn pop_due(&mut self, now: Duration) -> Option<(Duration, K)> {
+    pub(crate) fn pop_due(&mut self, now: Duration) -> Option<(Duration, K)> {
         for (_, fifo) in &mut self.groups {
             if let Some(&(at, key)) = fifo.front() {
                 if at <= now {
@@ -77,13 +77,9 @@ impl<K: Copy> Deadlines<K> {
         None
     }
 
-    /// Number of pending entries (including ones the owner will find stale).
-    pub fn len(&self) -> usize {
-        self.groups.iter().map(|(_, f)| f.len()).sum()
-    }
-
     /// True when no entry is pending.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.groups.iter().all(|(_, f)| f.is_empty())
     }
 }

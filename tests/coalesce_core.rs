@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use weir::{Batch, CoalesceBuffer, CoalesceSettings};
+use weir::engine::{Batch, CoalesceBuffer, CoalesceSettings};
 
 #[derive(Clone, Debug)]
 enum Op {

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use weir::limit::rate::RateLimit;
-use weir::resilience::RateLimitConfig;
+use weir::testing::RateLimit;
+use weir::RateLimitConfig;
 use weir::{BreakerState, Config, Event, JobKey, JobSpec, OutcomeKind, Scheduler};
 
 fn ms(n: u64) -> Duration {

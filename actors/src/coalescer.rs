@@ -1,6 +1,6 @@
 //! The coalescing job kind: many small requests answered by one downstream call.
 //!
-//! A [`Coalescer`] is an actor that owns a [`weir::CoalesceBuffer`]. A job (or any task)
+//! A [`Coalescer`] is an actor that owns a [`weir::engine::CoalesceBuffer`]. A job (or any task)
 //! sends it a keyed request and awaits its own answer; the core decides when a batch is
 //! flushed (flush interval, max batch, max wait) and the actor wakes at the core's next
 //! deadline. A flush submits **one** job through the [`Runtime`], so the batched call runs
@@ -31,10 +31,8 @@ use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use weir::{
-    Batch, CoalesceBuffer, CoalesceConfig, CoalesceSettingsError, FlushReason, JobError, JobKind, JobSpec,
-    Outcome, ResourceId,
-};
+use weir::engine::{Batch, CoalesceBuffer, CoalesceSettingsError, FlushReason, Waiting};
+use weir::{CoalesceConfig, JobError, JobKind, JobSpec, Outcome, ResourceId};
 
 use crate::job::context::JobContext;
 use crate::job::link::SubmitError;
@@ -326,7 +324,7 @@ where
 /// Sends each waiting request its item's answer, or the batch's outcome.
 fn answer<I: Hash + Eq, V: Clone>(
     outcome: Outcome<HashMap<I, V>>,
-    waiters: Vec<(I, Vec<weir::Waiting<Reply<V>>>)>,
+    waiters: Vec<(I, Vec<Waiting<Reply<V>>>)>,
 ) {
     match outcome {
         Outcome::Completed(mut answers) => {

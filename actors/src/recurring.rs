@@ -1,6 +1,6 @@
 //! Recurring checks: jobs submitted at an interval derived from each check's time window.
 //!
-//! [`RecurringChecks`] is an actor that owns a [`weir::Recurring`] schedule. A check is
+//! [`RecurringChecks`] is an actor that owns a [`weir::engine::Recurring`] schedule. A check is
 //! scheduled with its window; the runtime's interval table (`[[intervals]]`) gives its
 //! evaluation interval, so a 24-hour rule is evaluated less often than a 5-minute one.
 //! When a check falls due the actor calls the user's `make` function, which returns the
@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use actix::{Actor, ActorContext, Addr, Context, Handler, Message, MessageResult};
 use tokio::time::Instant;
-use weir::{DueRun, IntervalTable, Recurring};
+use weir::engine::{DueRun, Recurring};
+use weir::IntervalTable;
 
 use crate::coalescer::CoalescerError;
 use crate::wake::Wake;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::allowed::{COALESCE_RESOURCE, FLUSH_INTERVAL, MAX_BATCH, MAX_WAIT};
 use super::ConfigError;
-use crate::CoalesceSettings;
+use crate::coalesce::CoalesceSettings;
 
 /// Settings of one coalescing job kind (`[coalesce.KIND]`).
 ///

@@ -28,6 +28,7 @@ mod runtime;
 mod scheduler;
 mod tenants;
 
+pub use crate::interval::{IntervalStep, IntervalTable};
 pub use backend::{BackendConfig, BackendKind, FailurePolicy};
 pub use coalesce::CoalesceConfig;
 pub use error::ConfigError;
@@ -56,7 +57,7 @@ pub struct Config {
     /// Coalescing job kinds (`[coalesce.KIND]`), by kind name.
     pub coalesce: BTreeMap<String, CoalesceConfig>,
     /// Evaluation interval by time window (`[[intervals]]`) for recurring checks.
-    pub intervals: crate::IntervalTable,
+    pub intervals: IntervalTable,
     /// Quotas and cost budgets, by quota name (`[quotas.per_user]`).
     pub quotas: BTreeMap<String, QuotaConfig>,
     /// Slot backend per resource name (in-process unless set; see [`BackendConfig`]).

@@ -3,5 +3,5 @@
 
 pub(crate) mod budget;
 pub(crate) mod quota;
-pub mod rate;
+pub(crate) mod rate;
 pub(crate) mod window;

@@ -18,6 +18,9 @@
 //! half-open window of length `per`: the provider's own limit times the safety factor,
 //! never more, however the calls are timed.
 
+// Public for benches and property tests only, through `weir::testing` (feature `testing`).
+#![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
+
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -27,7 +30,7 @@ use governor::nanos::Nanos;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
-use crate::resilience::RateLimitConfig;
+use crate::config::resilience::RateLimitConfig;
 
 /// A rate limit for one resource (see the module docs).
 #[derive(Debug)]

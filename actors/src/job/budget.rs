@@ -7,8 +7,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use weir::resilience::CallBudgetConfig;
-use weir::JobError;
+use weir::{CallBudgetConfig, JobError};
 
 /// The calls left to one job (see the module docs).
 #[derive(Debug)]

@@ -16,7 +16,8 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context, Handler};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use weir::{BatchSchedule, Event, JobKey, Outcome, ResourceId, Scheduler, StatsSnapshot};
+use weir::engine::BatchSchedule;
+use weir::{Event, JobKey, Outcome, ResourceId, Scheduler, StatsSnapshot};
 
 mod inputs;
 mod leases;

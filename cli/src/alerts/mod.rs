@@ -336,7 +336,7 @@ async fn drive(scenario: AlertsScenario, coalesce: bool, intervals: bool) -> Ale
     let rules = scenario.rules.clone();
     let make = {
         let (dirty, results, store, counts) = (dirty.clone(), results.clone(), store.clone(), counts.clone());
-        move |run: weir::DueRun<(u32, usize)>| -> Vec<Job> {
+        move |run: weir::engine::DueRun<(u32, usize)>| -> Vec<Job> {
             let (project, rule) = run.key;
             let groups = dirty.lock().unwrap().remove(&run.key).unwrap_or_default();
             let mut groups: Vec<u32> = groups.into_iter().collect();

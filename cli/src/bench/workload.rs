@@ -225,7 +225,8 @@ pub async fn weir_fanout(runtime: &Runtime, orgs: usize, projections: u32) -> Du
 /// organisation is released after `ceil(orgs / batch) - 1` delays, and its last child
 /// after `ceil(projections / batch) - 1` more.
 pub fn fanout_lower_bound(config: &Config, orgs: usize, projections: u32) -> Duration {
-    let schedule = weir::BatchSchedule::new(config.scheduler.org_batch_size, config.scheduler.batch_delay);
+    let schedule =
+        weir::engine::BatchSchedule::new(config.scheduler.org_batch_size, config.scheduler.batch_delay);
     let last = |n: usize| schedule.offset(n.saturating_sub(1));
     last(orgs) + last(projections as usize)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::ProgressBar;
-use weir::BatchSchedule;
+use weir::engine::BatchSchedule;
 
 use super::plot::{self, Level, PlotError, Series};
 use super::policies::{self, Policy, RunError, RunRecord};

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use weir::{BatchSchedule, OutcomeKind};
+use weir::engine::BatchSchedule;
+use weir::OutcomeKind;
 
 use super::{outcome_of, Recorder, Store, Workload};
 use crate::simulate::scenario::IncidentScenario;

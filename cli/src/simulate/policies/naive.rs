@@ -6,7 +6,8 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use tokio::time::Instant;
-use weir::{BatchSchedule, SchedulerConfig};
+use weir::engine::BatchSchedule;
+use weir::SchedulerConfig;
 
 use super::{outcome_of, Recorder, Store, Workload};
 
