@@ -25,6 +25,15 @@ use weir::{BackendConfig, FailurePolicy, JobKey};
 use super::pool::{LeaseId, RedisPool, Released};
 use super::stats::BackendStats;
 
+/// A retry wait drawn uniformly from `[0, ceiling]` by `draw` (in `[0, 1)`): "full
+/// jitter". Replicas that lost Redis at the same moment would otherwise retry in lockstep,
+/// all at the same doubled delays, and meet a recovering server together; spread over the
+/// whole interval, their retries arrive one by one. The draw comes from the OS-seeded
+/// generator: this is the I/O shell, where replicas must not share a sequence.
+fn full_jitter(ceiling: Duration, draw: f64) -> Duration {
+    ceiling.mul_f64(draw.clamp(0.0, 1.0))
+}
+
 /// What the supervisor asks of the broker.
 #[derive(Debug)]
 pub(crate) enum Cmd {
@@ -164,9 +173,11 @@ impl Broker {
 
     fn failed(&mut self, what: &str, e: &super::PoolError) {
         self.stats().backend_errors += 1;
+        // The ceiling doubles from RETRY_MIN to RETRY_MAX; the wait is drawn below it.
         self.delay = (self.delay * 2).clamp(RETRY_MIN, RETRY_MAX);
-        self.next_try = Instant::now() + self.delay;
-        tracing::warn!(resource = %self.pool.settings().resource, error = %e, retry_in = ?self.delay, "redis {what} failed");
+        let retry_in = full_jitter(self.delay, rand::random::<f64>());
+        self.next_try = Instant::now() + retry_in;
+        tracing::warn!(resource = %self.pool.settings().resource, error = %e, ?retry_in, "redis {what} failed");
     }
 
     async fn release(&mut self) {
@@ -310,5 +321,27 @@ impl Broker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_jitter_draws_across_the_whole_interval_below_the_ceiling() {
+        let ceiling = Duration::from_millis(800);
+        assert_eq!(full_jitter(ceiling, 0.0), Duration::ZERO);
+        assert_eq!(full_jitter(ceiling, 0.5), Duration::from_millis(400));
+        assert!(full_jitter(ceiling, 0.999_999) <= ceiling);
+        // Out-of-range draws are clamped, never past the ceiling.
+        assert_eq!(full_jitter(ceiling, 7.0), ceiling);
+        // Two replicas' draws spread: 1,000 draws fill every tenth of the interval.
+        let mut tenths = [0u32; 10];
+        for _ in 0..1_000 {
+            let d = full_jitter(ceiling, rand::random::<f64>());
+            tenths[(d.as_secs_f64() / ceiling.as_secs_f64() * 10.0).min(9.0) as usize] += 1;
+        }
+        assert!(tenths.iter().all(|&n| n > 0), "{tenths:?}");
     }
 }
