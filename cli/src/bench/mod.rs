@@ -13,7 +13,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+pub mod embedded;
 pub mod grant_cost;
+pub mod isolation;
 pub mod memory;
 pub mod workload;
 
@@ -44,6 +46,9 @@ pub struct BenchArgs {
     /// Internal: run one phase and print its figures as JSON.
     #[arg(long, hide = true, value_enum)]
     pub phase: Option<Phase>,
+    /// Internal: submitting tasks of an embedded phase.
+    #[arg(long, hide = true, default_value_t = 1)]
+    pub submitters: usize,
 }
 
 /// One measured phase, run in a child process.
@@ -59,6 +64,14 @@ pub enum Phase {
     TokioQueued,
     /// weir: the fan-out scenario's makespan.
     Fanout,
+    /// weir started from a multi-threaded tokio runtime whose tasks submit and await.
+    EmbeddedWeir,
+    /// tokio Semaphore + spawn from the same tasks.
+    EmbeddedTokio,
+    /// weir: an empty resource's latency while another resource's bodies spin.
+    IsolationWeir,
+    /// tokio: the same, spawned tasks on a multi-threaded runtime.
+    IsolationTokio,
 }
 
 /// What one child phase measured.
@@ -78,6 +91,8 @@ pub struct PhaseFigures {
     pub makespan_ms: Option<f64>,
     /// The fan-out's lower bound, milliseconds.
     pub lower_bound_ms: Option<f64>,
+    /// Isolation: p99 of the empty resource's submit-to-first-poll latency, nanoseconds.
+    pub isolation_p99_ns: Option<u64>,
 }
 
 /// Latency percentiles in nanoseconds.
@@ -138,6 +153,21 @@ pub struct Report {
     pub fanout: PhaseFigures,
     /// Fan-out makespan over its lower bound, percent.
     pub fanout_overhead_pct: Option<f64>,
+    /// Embedded, one submitting task: weir jobs/s, tokio jobs/s.
+    pub embedded_1: [Option<f64>; 2],
+    /// Embedded, 32 submitting tasks: weir jobs/s, tokio jobs/s.
+    pub embedded_32: [Option<f64>; 2],
+    /// Embedded weir jobs/s over tokio's with one submitting task.
+    pub embedded_ratio_1: Option<f64>,
+    /// Embedded weir jobs/s over tokio's with 32 submitting tasks.
+    pub embedded_ratio_32: Option<f64>,
+    /// Isolation p99 (submit to first poll of the empty resource's jobs while the other
+    /// resource's bodies spin 1 ms each), nanoseconds, at `worker_threads`.
+    pub isolation_p99_ns: Option<u64>,
+    /// The same with `worker_threads = 0` (bodies on the supervisor's thread).
+    pub isolation_p99_ns_worker_threads_0: Option<u64>,
+    /// The same for tokio Semaphore + spawn.
+    pub isolation_p99_ns_tokio: Option<u64>,
 }
 
 /// Runs `weir bench`. Returns the process exit code.
@@ -213,10 +243,40 @@ fn run_phase(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
             figures.cpu_ns_per_job = per_job(cpu, orgs * (projections as usize + 1));
             figures.lower_bound_ms = Some(bound.as_secs_f64() * 1e3);
         }
+        Phase::EmbeddedWeir => {
+            let mut config = workload::config(args.cap, args.jobs);
+            config.runtime.worker_threads = args.worker_threads;
+            workload::tokio_multi_thread().block_on(async {
+                let runtime = weir_actors::Runtime::start(config).map_err(|e| e.to_string())?;
+                embedded::weir_embedded(&runtime, args.submitters, jobs.min(50_000)).await; // warm-up
+                let elapsed = embedded::weir_embedded(&runtime, args.submitters, jobs).await;
+                figures.jobs_per_sec = Some(jobs as f64 / elapsed.as_secs_f64());
+                runtime.shutdown(Duration::from_secs(1)).await;
+                Ok::<_, String>(())
+            })?;
+        }
+        Phase::EmbeddedTokio => {
+            workload::tokio_multi_thread().block_on(async {
+                embedded::tokio_embedded(args.submitters, jobs.min(50_000), cap).await; // warm-up
+                let elapsed = embedded::tokio_embedded(args.submitters, jobs, cap).await;
+                figures.jobs_per_sec = Some(jobs as f64 / elapsed.as_secs_f64());
+            });
+        }
+        Phase::IsolationWeir => {
+            let hist = isolation::weir_isolation(args.worker_threads, ISOLATION_RUN)?;
+            figures.isolation_p99_ns = Some(hist.value_at_quantile(0.99));
+        }
+        Phase::IsolationTokio => {
+            let hist = isolation::tokio_isolation(ISOLATION_RUN);
+            figures.isolation_p99_ns = Some(hist.value_at_quantile(0.99));
+        }
     }
     figures.peak_rss = memory::peak_rss();
     Ok(figures)
 }
+
+/// How long each isolation phase submits empty jobs (about 4,000 of them).
+const ISOLATION_RUN: Duration = Duration::from_secs(1);
 
 fn per_job(cpu_before: Option<Duration>, jobs: usize) -> Option<f64> {
     let used = memory::cpu_time()?.checked_sub(cpu_before?)?;
@@ -234,6 +294,7 @@ fn child(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
         .args(["--jobs", &args.jobs.to_string(), "--cap", &args.cap.to_string()])
         .args(["--queued", &args.queued.to_string()])
         .args(["--worker-threads", &args.worker_threads.to_string()])
+        .args(["--submitters", &args.submitters.to_string()])
         .output()
         .map_err(|e| format!("cannot run the {name} phase: {e}"))?;
     if !output.status.success() {
@@ -272,6 +333,7 @@ fn combine(rounds: &[PhaseFigures]) -> PhaseFigures {
         bytes_per_queued_job: med(&|r| r.bytes_per_queued_job),
         makespan_ms: med(&|r| r.makespan_ms),
         lower_bound_ms: med(&|r| r.lower_bound_ms),
+        isolation_p99_ns: med(&|r| r.isolation_p99_ns.map(|v| v as f64)).map(|v| v as u64),
     }
 }
 
@@ -302,6 +364,36 @@ fn measure(args: &BenchArgs) -> Result<Report, String> {
             .map(|_| child(Phase::Fanout, args))
             .collect::<Result<Vec<_>, _>>()?,
     );
+    let rounds = |phase: Phase, args: &BenchArgs| -> Result<PhaseFigures, String> {
+        Ok(combine(
+            &(0..args.rounds)
+                .map(|_| child(phase, args))
+                .collect::<Result<Vec<_>, _>>()?,
+        ))
+    };
+    let with = |submitters: usize, worker_threads: u32| BenchArgs {
+        submitters,
+        worker_threads,
+        json: None,
+        redis: None,
+        phase: None,
+        ..*args
+    };
+    let mut embedded = [[None; 2]; 2];
+    for (i, submitters) in [1, 32].into_iter().enumerate() {
+        let a = with(submitters, args.worker_threads);
+        embedded[i] = [
+            rounds(Phase::EmbeddedWeir, &a)?.jobs_per_sec,
+            rounds(Phase::EmbeddedTokio, &a)?.jobs_per_sec,
+        ];
+    }
+    let isolation_p99_ns = rounds(Phase::IsolationWeir, args)?.isolation_p99_ns;
+    let isolation_p99_ns_worker_threads_0 = if args.worker_threads == 0 {
+        isolation_p99_ns
+    } else {
+        rounds(Phase::IsolationWeir, &with(1, 0))?.isolation_p99_ns
+    };
+    let isolation_p99_ns_tokio = rounds(Phase::IsolationTokio, args)?.isolation_p99_ns;
     let mut weir = combine(&weir);
     let mut tokio = combine(&tokio);
     weir.bytes_per_queued_job = weir_queued.bytes_per_queued_job;
@@ -343,6 +435,13 @@ fn measure(args: &BenchArgs) -> Result<Report, String> {
         redis_grant_ns,
         redis_not_run,
         fanout_overhead_pct: ratio(fanout.makespan_ms, fanout.lower_bound_ms).map(|r| (r - 1.0) * 100.0),
+        embedded_ratio_1: ratio(embedded[0][0], embedded[0][1]),
+        embedded_ratio_32: ratio(embedded[1][0], embedded[1][1]),
+        embedded_1: embedded[0],
+        embedded_32: embedded[1],
+        isolation_p99_ns,
+        isolation_p99_ns_worker_threads_0,
+        isolation_p99_ns_tokio,
         fanout,
         weir,
         tokio,
@@ -452,6 +551,25 @@ fn render(r: &Report) -> String {
         "fan-out phase: CPU time per job {} (all threads), peak RSS {}",
         opt(r.fanout.cpu_ns_per_job, &|v| format!("{v:.0} ns")),
         mib(r.fanout.peak_rss)
+    );
+    for (tasks, [w, t], ratio) in [
+        (1, r.embedded_1, r.embedded_ratio_1),
+        (32, r.embedded_32, r.embedded_ratio_32),
+    ] {
+        let _ = writeln!(
+            s,
+            "embedded in a tokio service, {tasks} submitting task(s): weir {} jobs/s, tokio {} jobs/s, {}",
+            jps(w),
+            jps(t),
+            x(ratio)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "isolation (another resource's bodies spin 1 ms each): p99 submit..first poll weir {}, with worker_threads = 0 {}, tokio {}",
+        us(r.isolation_p99_ns),
+        us(r.isolation_p99_ns_worker_threads_0),
+        us(r.isolation_p99_ns_tokio)
     );
     s
 }
