@@ -41,6 +41,7 @@ mod recurring;
 pub mod redis_pool;
 mod runtime;
 mod supervisor;
+mod sync;
 mod wake;
 mod worker;
 
