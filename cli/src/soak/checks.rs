@@ -1,0 +1,285 @@
+//! The checks a soak ends with, as a pure function of what it measured, so a test can
+//! feed them evidence directly and the command and the test suite judge alike.
+
+use std::time::Duration;
+
+use super::downstream::DownstreamReport;
+use super::sample::{after_warm_up, Counts, Sample};
+
+/// Growth of RSS after warm-up tolerated as a share of the warm-up RSS.
+pub const MEMORY_TOLERANCE: f64 = 0.10;
+/// Growth tolerated whatever the share: below this the allocator's own arenas and the
+/// runtime's growable buffers (histograms, slab, maps reaching their steady size) move
+/// RSS by a few MiB in either direction, which says nothing about a leak. It matters only
+/// for short runs, whose RSS is small.
+pub const MEMORY_NOISE: u64 = 4 << 20;
+/// Slack on the tenant bound: quota state lives one window after a tenant's last
+/// admission, plus up to a wait timeout for a job that was waiting (3 s).
+pub const TENANT_SLACK: Duration = Duration::from_secs(3);
+
+/// Which check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// Every submission has one outcome, in the soak's counts and in the runtime's.
+    OutcomesAddUp,
+    /// No downstream ever saw more calls than its cap.
+    NeverOverCap,
+    /// After shutdown no slot is held, nothing waits, every handle resolved.
+    NoSlotLeaked,
+    /// RSS at the end of the load within 10 % of RSS after warm-up.
+    MemoryFlat,
+    /// The tenants whose state the core holds stay within what the active ones explain.
+    TenantsFollowActive,
+}
+
+impl CheckKind {
+    /// The name in the table.
+    pub fn label(self) -> &'static str {
+        match self {
+            CheckKind::OutcomesAddUp => "outcomes add up",
+            CheckKind::NeverOverCap => "never over cap",
+            CheckKind::NoSlotLeaked => "no slot leaked",
+            CheckKind::MemoryFlat => "memory flat after warm-up",
+            CheckKind::TenantsFollowActive => "tenants tracked follow active",
+        }
+    }
+}
+
+/// One check's verdict.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Check {
+    /// Which.
+    pub kind: CheckKind,
+    /// Whether it held.
+    pub passed: bool,
+    /// The figures it was judged on.
+    pub detail: String,
+}
+
+/// What the checks are judged on.
+#[derive(Clone, Debug, Default)]
+pub struct Evidence {
+    /// Handles and requests the soak holds, one per accepted submission.
+    pub submitted: u64,
+    /// What they resolved to, as the soak counted.
+    pub outcomes: Counts,
+    /// Handles not resolved after shutdown.
+    pub pending: u64,
+    /// Children spawned by the cascades, and their outcomes as the parents saw them.
+    pub children: u64,
+    /// See `children`.
+    pub child_outcomes: Counts,
+    /// Jobs the runtime should have counted: the soak's handles other than coalesced
+    /// requests, plus children, plus the coalescer's batch jobs.
+    pub expected_jobs: u64,
+    /// The runtime's last statistics (after shutdown): jobs accepted, outcomes, slots
+    /// held, jobs waiting.
+    pub core_submitted: u64,
+    /// See `core_submitted`.
+    pub core_outcomes: Counts,
+    /// See `core_submitted`.
+    pub core_in_flight: u64,
+    /// See `core_submitted`.
+    pub core_queued: u64,
+    /// Every downstream's own counts.
+    pub downstreams: Vec<DownstreamReport>,
+    /// Samples taken while the workload ran (the last at its end).
+    pub samples: Vec<Sample>,
+    /// When warm-up ends.
+    pub warm_up: Duration,
+    /// Tenants active at once, and arriving per second.
+    pub active_tenants: u64,
+    /// See `active_tenants`.
+    pub new_tenants_per_sec: u64,
+    /// The longest per-tenant quota window.
+    pub quota_window: Duration,
+}
+
+/// Judges every check.
+pub fn judge(e: &Evidence) -> Vec<Check> {
+    vec![
+        outcomes_add_up(e),
+        never_over_cap(e),
+        no_slot_leaked(e),
+        memory_flat(e),
+        tenants_follow_active(e),
+    ]
+}
+
+fn check(kind: CheckKind, passed: bool, detail: String) -> Check {
+    Check { kind, passed, detail }
+}
+
+fn outcomes_add_up(e: &Evidence) -> Check {
+    let mine = e.outcomes.total();
+    let children = e.child_outcomes.total();
+    let core = e.core_outcomes.total();
+    let passed = mine == e.submitted
+        && children == e.children
+        && core == e.core_submitted
+        && e.core_submitted == e.expected_jobs;
+    check(
+        CheckKind::OutcomesAddUp,
+        passed,
+        format!(
+            "handles {} submitted / {mine} outcomes; children {} / {children}; runtime {} submitted / {core} outcomes, {} expected",
+            e.submitted, e.children, e.core_submitted, e.expected_jobs
+        ),
+    )
+}
+
+fn never_over_cap(e: &Evidence) -> Check {
+    let over: u64 = e.downstreams.iter().map(|d| d.over_cap).sum();
+    let peaks: Vec<String> = e
+        .downstreams
+        .iter()
+        .map(|d| format!("{} {}/{}", d.name, d.peak, d.cap))
+        .collect();
+    check(
+        CheckKind::NeverOverCap,
+        over == 0,
+        format!("{over} calls over cap; peak/cap: {}", peaks.join(", ")),
+    )
+}
+
+fn no_slot_leaked(e: &Evidence) -> Check {
+    let inside: u64 = e.downstreams.iter().map(|d| u64::from(d.inside)).sum();
+    let passed = e.core_in_flight == 0 && e.core_queued == 0 && inside == 0 && e.pending == 0;
+    check(
+        CheckKind::NoSlotLeaked,
+        passed,
+        format!(
+            "after shutdown: {} slots held, {} waiting, {inside} calls inside downstreams, {} handles unresolved",
+            e.core_in_flight, e.core_queued, e.pending
+        ),
+    )
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+fn memory_flat(e: &Evidence) -> Check {
+    let (Some(warm), Some(end)) = (after_warm_up(&e.samples, e.warm_up), e.samples.last()) else {
+        return check(
+            CheckKind::MemoryFlat,
+            false,
+            "no sample after warm-up to compare".into(),
+        );
+    };
+    if warm.rss_bytes == 0 {
+        return check(
+            CheckKind::MemoryFlat,
+            false,
+            "RSS unreadable (no /proc/self/status)".into(),
+        );
+    }
+    let growth = end.rss_bytes.saturating_sub(warm.rss_bytes);
+    let share = growth as f64 / warm.rss_bytes as f64;
+    let passed = share <= MEMORY_TOLERANCE || growth <= MEMORY_NOISE;
+    check(
+        CheckKind::MemoryFlat,
+        passed,
+        format!(
+            "RSS {:.1} MiB at {:.0}s (after warm-up), {:.1} MiB at {:.0}s (end): {:+.1} % (allowed 10 %, or {} MiB)",
+            mib(warm.rss_bytes),
+            warm.at_s,
+            mib(end.rss_bytes),
+            end.at_s,
+            (end.rss_bytes as f64 / warm.rss_bytes as f64 - 1.0) * 100.0,
+            MEMORY_NOISE >> 20
+        ),
+    )
+}
+
+/// The most tenants whose quota state may be held at once: the active ones, plus those
+/// that went idle within a quota window (and slack) ago.
+pub fn tenant_bound(active: u64, new_per_sec: u64, quota_window: Duration) -> u64 {
+    active + (new_per_sec as f64 * (quota_window + TENANT_SLACK).as_secs_f64()).ceil() as u64
+}
+
+fn tenants_follow_active(e: &Evidence) -> Check {
+    let bound = tenant_bound(e.active_tenants, e.new_tenants_per_sec, e.quota_window);
+    let most = e.samples.iter().map(|s| s.tenants_tracked).max().unwrap_or(0);
+    let seen = e.samples.last().map_or(0, |s| s.tenants_seen);
+    check(
+        CheckKind::TenantsFollowActive,
+        most <= bound,
+        format!(
+            "at most {most} tenants tracked (bound {bound}: {} active + arrivals within {}s); {seen} tenants seen",
+            e.active_tenants,
+            (e.quota_window + TENANT_SLACK).as_secs()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at_s: f64, rss_mib: u64, tracked: u64) -> Sample {
+        Sample {
+            at_s,
+            rss_bytes: rss_mib << 20,
+            jobs_per_sec: 0.0,
+            in_flight: 0,
+            queued: 0,
+            tenants_tracked: tracked,
+            tenants_backlogged: 0,
+            tenants_seen: 1000,
+            submitted: 0,
+            outcomes: Counts::default(),
+        }
+    }
+
+    fn clean() -> Evidence {
+        Evidence {
+            samples: vec![sample(5.0, 90, 50), sample(60.0, 100, 60), sample(600.0, 105, 60)],
+            warm_up: Duration::from_secs(60),
+            active_tenants: 50,
+            new_tenants_per_sec: 5,
+            quota_window: Duration::from_secs(1),
+            ..Evidence::default()
+        }
+    }
+
+    #[test]
+    fn a_clean_run_passes_every_check() {
+        let checks = judge(&clean());
+        assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
+    }
+
+    #[test]
+    fn each_defect_fails_its_own_check() {
+        let failed = |e: Evidence| -> Vec<CheckKind> {
+            judge(&e)
+                .into_iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.kind)
+                .collect()
+        };
+        let mut lost = clean();
+        lost.submitted = 1;
+        assert_eq!(failed(lost), [CheckKind::OutcomesAddUp]);
+        let mut over = clean();
+        over.downstreams.push(DownstreamReport {
+            name: "store",
+            cap: 2,
+            calls: 3,
+            peak: 3,
+            over_cap: 1,
+            inside: 0,
+        });
+        assert_eq!(failed(over), [CheckKind::NeverOverCap]);
+        let mut leaked = clean();
+        leaked.core_in_flight = 1;
+        assert_eq!(failed(leaked), [CheckKind::NoSlotLeaked]);
+        let mut grew = clean();
+        grew.samples.push(sample(700.0, 120, 60));
+        assert_eq!(failed(grew), [CheckKind::MemoryFlat]);
+        let mut kept = clean();
+        kept.samples[1].tenants_tracked = 1000;
+        assert_eq!(failed(kept), [CheckKind::TenantsFollowActive]);
+    }
+}
