@@ -144,8 +144,7 @@ async fn run_in_system(options: &SoakOptions, config: weir::Config) -> Result<So
     let end_of_load = Instant::now();
 
     // The end: no new checks, then wait for every handle, flush the coalescer, shut down.
-    let recurring_runs = driver.checks().shutdown().await;
-    let _ = recurring_runs;
+    driver.checks().shutdown().await;
     wait_for_handles(&counters, DRAIN_LIMIT).await;
     let drain_s = end_of_load.elapsed().as_secs_f64();
     let coalesced = driver.coalescer().shutdown().await;
