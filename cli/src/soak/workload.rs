@@ -72,7 +72,7 @@ max_wait = "200ms"
 resource = "batch"
 "#;
 
-/// The longest per-tenant quota window of [`CONFIG`]: a tenant's quota state lives this
+/// The longest per-tenant quota window of the soak's configuration: a tenant's quota state lives this
 /// long after its last admission.
 pub const QUOTA_WINDOW: Duration = Duration::from_secs(1);
 
