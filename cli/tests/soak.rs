@@ -68,11 +68,13 @@ fn a_short_soak_passes_every_check() {
 #[test]
 fn a_soak_that_keeps_memory_per_job_fails_the_memory_check() {
     let report = short(Some(TestDefect::Memory));
+    println!("{}", report.table());
     assert_eq!(report.failed(), [CheckKind::MemoryFlat], "{}", report.table());
 }
 
 #[test]
 fn a_soak_that_loses_an_outcome_fails_the_count_check() {
     let report = short(Some(TestDefect::Outcome));
+    println!("{}", report.table());
     assert_eq!(report.failed(), [CheckKind::OutcomesAddUp], "{}", report.table());
 }
