@@ -89,6 +89,8 @@ pub struct Evidence {
     pub samples: Vec<Sample>,
     /// When warm-up ends.
     pub warm_up: Duration,
+    /// Time between samples.
+    pub sample_every: Duration,
     /// Tenants active at once, and arriving per second.
     pub active_tenants: u64,
     /// See `active_tenants`.
@@ -173,7 +175,7 @@ fn median_rss(samples: &[Sample], from: f64, to: f64) -> Option<(u64, usize)> {
 }
 
 /// Compares the median RSS of a window just after warm-up with that of the last window
-/// of the run (each a tenth of the run, at least one sample). Medians, because single
+/// of the run (each a tenth of the run, at least three sampling intervals). Medians, because single
 /// samples move with what is queued at the instant: the flaky downstream's sick spells
 /// queue a few hundred jobs every 9 s, and a sample that falls in one reads ~2 MiB more.
 fn memory_flat(e: &Evidence) -> Check {
@@ -182,7 +184,9 @@ fn memory_flat(e: &Evidence) -> Check {
     };
     let end_s = last.at_s;
     let warm_s = e.warm_up.as_secs_f64();
-    let window = ((end_s - warm_s) / 10.0).max(0.0);
+    // A tenth of the run, but at least three samples' worth, so a short run's medians
+    // are not single samples either.
+    let window = ((end_s - warm_s) / 10.0).max(3.0 * e.sample_every.as_secs_f64());
     let first = after_warm_up(&e.samples, e.warm_up).map_or(warm_s, |s| s.at_s);
     let (Some((warm, n_warm)), Some((end, n_end))) = (
         median_rss(&e.samples, first, first + window),

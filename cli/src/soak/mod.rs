@@ -201,6 +201,7 @@ async fn run_in_system(options: &SoakOptions, config: weir::Config) -> Result<So
         downstreams: downstreams.clone(),
         samples: sampler.samples.clone(),
         warm_up,
+        sample_every: options.sample_every,
         active_tenants: u64::from(options.active_tenants),
         new_tenants_per_sec: u64::from(options.new_tenants_per_sec),
         quota_window: workload::QUOTA_WINDOW,
