@@ -179,6 +179,12 @@ pub struct StatsSnapshot {
     pub at: Duration,
     /// Per resource, by name.
     pub resources: BTreeMap<String, ResourceSnapshot>,
+    /// Tenants whose quota usage the core holds now (see
+    /// [`Quotas::tracked_tenants`](crate::Quotas::tracked_tenants)): a tenant is kept
+    /// until every window of its quotas has passed since its last admission and nothing
+    /// is reserved, so this follows the recently active tenants, not every tenant ever
+    /// seen. 0 when no per-tenant quota is configured.
+    pub quota_tenants: u64,
 }
 
 impl StatsSnapshot {
@@ -215,6 +221,15 @@ impl StatsSnapshot {
             .values()
             .filter_map(|r| r.fairness.worst_p99_wait.clone())
             .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+    }
+
+    /// Tenants with jobs waiting for or holding a slot, summed over resources (a tenant
+    /// active on two resources counts twice): the entries the fair queues' ledgers keep.
+    pub fn backlogged_tenants(&self) -> u64 {
+        self.resources
+            .values()
+            .map(|r| r.fairness.active_tenants as u64)
+            .sum()
     }
 
     /// Jobs queued or deferred, summed over resources.

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use common::{paused, Downstream};
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+use proptest::test_runner::{Config as RunnerConfig, FileFailurePersistence, TestRunner};
 use weir::{Config, JobError, JobSpec, Outcome, OutcomeKind, StatsSnapshot};
 use weir_actors::{JobContext, Runtime};
 
@@ -395,9 +395,15 @@ fn chaos_every_job_one_outcome_cap_never_exceeded_no_slot_leaked() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let totals = Totals::default();
+    // A failing case's seed is saved beside this file (tests/chaos.proptest-regressions)
+    // and replayed before any new case on every run after (issue 18). `source_file` is
+    // what the `proptest!` macro would set; this runner is built by hand.
     let mut runner = TestRunner::new(RunnerConfig {
         cases,
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        source_file: Some(file!()),
         ..RunnerConfig::default()
     });
     let result = runner.run(&workload(), |w| run_case(w, &totals));

@@ -6,19 +6,28 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, RngAlgorithm, TestError, TestRng, TestRunner};
 use weir::sim::{self, Order, SimJob, TraceKind, Workload, WorkloadShape};
 use weir::testing::{self, Limits};
 use weir::TenantId;
 
-/// At least 1,000 cases per property (`PROPTEST_CASES` raises it).
+/// At least 1,000 cases per property (`PROPTEST_CASES` raises it). A failing case's
+/// seed is saved in tests/fairness.proptest-regressions, beside this file, and replayed
+/// first on every run after (said explicitly: proptest's default looks for a lib.rs
+/// beside tests/, finds none, and falls back to the same file with a warning).
 fn cases() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(1000u32)
         .max(1000);
-    ProptestConfig::with_cases(cases)
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
 }
 
 proptest! {

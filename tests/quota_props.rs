@@ -371,11 +371,17 @@ fn idle_tenants_are_dropped_once_their_windows_have_passed() {
         }
     }
     assert_eq!(core.quotas().tracked_tenants(), 1000);
+    assert_eq!(
+        core.snapshot(Duration::ZERO).quota_tenants,
+        1000,
+        "the stats say the same"
+    );
     let day = Duration::from_secs(24 * 3600);
     core.poll(day - NS, &mut events);
     assert_eq!(core.quotas().tracked_tenants(), 1000, "a day has not passed");
     core.poll(day, &mut events);
     assert_eq!(core.quotas().tracked_tenants(), 0);
+    assert_eq!(core.snapshot(day).quota_tenants, 0, "the stats follow the sweep");
 }
 
 #[test]

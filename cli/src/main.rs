@@ -1,4 +1,4 @@
-//! The `weir` command line: `weir simulate` and `weir bench` (the work is in the `weir_cli` library).
+//! The `weir` command line: `weir simulate`, `weir bench` and `weir soak` (the work is in the `weir_cli` library).
 
 use std::process::ExitCode;
 
@@ -21,6 +21,8 @@ enum Command {
     Simulate(weir_cli::simulate::SimulateArgs),
     /// Measure weir's throughput and latency against baselines in the same run.
     Bench(weir_cli::bench::BenchArgs),
+    /// Run a long mixed workload with faults on the real clock; check counts, caps, slots and memory.
+    Soak(weir_cli::soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Simulate(args) => weir_cli::simulate::run(args).map_err(|e| e.to_string()),
         Command::Bench(args) => weir_cli::bench::run(args),
+        Command::Soak(args) => weir_cli::soak::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

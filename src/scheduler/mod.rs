@@ -370,6 +370,7 @@ impl<T> Scheduler<T> {
     pub fn snapshot(&self, now: Duration) -> StatsSnapshot {
         let mut snap = StatsSnapshot {
             at: now,
+            quota_tenants: self.quotas.tracked_tenants() as u64,
             ..StatsSnapshot::default()
         };
         for res in &self.resources {
