@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::adaptive::AdaptiveLimit;
 use crate::breaker::Permit;
 use crate::config::ResourceSettings;
 use crate::fair::FairQueue;
@@ -103,6 +104,9 @@ pub(super) struct Resource {
     /// Its slots are shared across replicas: a local grant waits for a global lease
     /// ([`Scheduler::require_global_lease`]).
     pub(super) global: bool,
+    /// The limit that follows the downstream (`[resources.NAME.adaptive]`); it sets the
+    /// pool's cap, under `settings.max_concurrent`. `None` for a fixed cap.
+    pub(super) adaptive: Option<Box<AdaptiveLimit>>,
     /// The wake-up already scheduled in the timer table (`Timer::Gate`) for this resource, if any.
     pub(super) gate_wake: Option<Duration>,
 }
