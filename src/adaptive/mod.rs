@@ -10,9 +10,11 @@
 //!   it ended; the algorithm ([`aimd`] or [`gradient2`]) may raise or lower the limit.
 //! * A drop (the body said the downstream refused as overloaded, or the job outlived its
 //!   lease) cuts the limit by [`BACKOFF`], once per generation: a drop from a call granted
-//!   before the last cut says what the old, higher limit did, and is ignored (TCP cuts
-//!   once per window for the same reason). Without it, a hundred calls refused at the
-//!   same instant would cut a hundred times and the limit would fall to `min`.
+//!   before the last cut says what the old, higher limit did, and is ignored (TCP NewReno
+//!   cuts once per window of packets sent before its recovery point, for the same
+//!   reason). Without it, a hundred calls refused at once would cut a hundred times and
+//!   the limit would fall to `min`. Grants are numbered per resource, so "before" is
+//!   exact even for calls granted and refused at the same instant.
 //! * Lowering the limit preempts nothing: the pool's cap drops, calls in flight above it
 //!   finish, and no new grant is made until fewer than the limit are in flight.
 //!
@@ -36,8 +38,8 @@ pub(crate) enum Signal {
     /// included) in flight when it ended.
     Completed { rtt: Duration, in_flight: u32 },
     /// The downstream refused the call as over its capacity, or the call outlived its
-    /// lease; it was granted at `granted_at`.
-    Dropped { granted_at: Duration },
+    /// lease; it was its resource's grant number `grant`.
+    Dropped { grant: u64 },
 }
 
 /// The algorithm's state.
@@ -55,8 +57,8 @@ pub(crate) struct AdaptiveLimit {
     ceiling: f64,
     /// The limit as a real number, within `[min, ceiling]`.
     estimate: f64,
-    /// When the limit was last cut; drops from calls granted before are ignored.
-    last_cut: Option<Duration>,
+    /// Grants made when the limit was last cut; drops from those calls are ignored.
+    recover: u64,
 }
 
 impl AdaptiveLimit {
@@ -74,7 +76,7 @@ impl AdaptiveLimit {
             min,
             ceiling,
             estimate: f64::from(config.initial_limit()).clamp(min, ceiling),
-            last_cut: None,
+            recover: 0,
         }
     }
 
@@ -83,8 +85,9 @@ impl AdaptiveLimit {
         self.estimate.floor() as u32
     }
 
-    /// Takes one signal at `now`; returns the new limit when it changed.
-    pub(crate) fn observe(&mut self, signal: Signal, now: Duration) -> Option<u32> {
+    /// Takes one signal at `now`, when the resource has made `grants` grants so far;
+    /// returns the new limit when it changed.
+    pub(crate) fn observe(&mut self, signal: Signal, grants: u64, now: Duration) -> Option<u32> {
         let before = self.limit();
         let next = match signal {
             Signal::Completed { rtt, in_flight } => {
@@ -94,11 +97,11 @@ impl AdaptiveLimit {
                     Rule::Gradient2(rule) => rule.completed(limit, rtt, in_flight, now),
                 }
             }
-            Signal::Dropped { granted_at } => {
-                if self.last_cut.is_some_and(|cut| granted_at < cut) {
+            Signal::Dropped { grant } => {
+                if grant <= self.recover {
                     return None;
                 }
-                self.last_cut = Some(now);
+                self.recover = grants;
                 self.estimate * BACKOFF
             }
         };
@@ -146,9 +149,8 @@ mod tests {
     #[test]
     fn never_below_min_nor_above_ceiling() {
         let mut l = aimd(5, 6, 8);
-        for i in 0..50u64 {
-            let now = Duration::from_millis(i);
-            l.observe(Signal::Dropped { granted_at: now }, now);
+        for i in 1..50u64 {
+            l.observe(Signal::Dropped { grant: i }, i, Duration::from_millis(i));
         }
         assert_eq!(l.limit(), 5);
         for _ in 0..10_000 {
@@ -157,6 +159,7 @@ mod tests {
                     rtt: MS,
                     in_flight: 8,
                 },
+                50,
                 Duration::from_secs(1),
             );
         }

@@ -10,13 +10,15 @@ use super::entry::{Resource, Stage};
 use super::{CoreError, JobKey, Scheduler};
 
 impl Resource {
-    /// Feeds the signal of a call that ended `outcome` after running from `granted_at`
-    /// to `now`, with `in_flight` calls (itself included) in flight. Nothing for a
-    /// resource with a fixed cap (one branch: `complete` stays cheap for them).
+    /// Feeds the signal of a call (its resource's grant number `grant`) that ended
+    /// `outcome` after running from `granted_at` to `now`, with `in_flight` calls
+    /// (itself included) in flight. Nothing for a resource with a fixed cap (one branch:
+    /// `complete` stays cheap for them).
     #[inline]
     pub(super) fn adapt(
         &mut self,
         outcome: OutcomeKind,
+        grant: u64,
         granted_at: Duration,
         in_flight: u32,
         now: Duration,
@@ -30,7 +32,7 @@ impl Resource {
                 in_flight,
             },
             // The lease ran out: the downstream is too slow for this many calls.
-            OutcomeKind::TimedOut => Signal::Dropped { granted_at },
+            OutcomeKind::TimedOut => Signal::Dropped { grant },
             // A failure that was not an overload says nothing about capacity; a
             // cancelled call ended for its caller's reasons.
             _ => return,
@@ -45,7 +47,7 @@ impl Resource {
         let Some(adaptive) = &mut self.adaptive else {
             return;
         };
-        if let Some(limit) = adaptive.observe(signal, now) {
+        if let Some(limit) = adaptive.observe(signal, self.pool.granted_total(), now) {
             let before = self.pool.cap();
             self.pool.set_cap(limit);
             tracing::debug!(resource = %self.name, limit, before, in_flight = self.pool.held(), "adaptive limit changed");
@@ -62,13 +64,14 @@ impl<T> Scheduler<T> {
     /// cap. Refused for a job that holds no slot.
     pub fn overloaded(&mut self, key: JobKey, now: Duration) -> Result<(), CoreError> {
         let entry = self.live(key).ok_or(CoreError::UnknownJob)?;
-        let granted_at = match entry.stage {
-            Stage::Running { granted_at } | Stage::Overdue { granted_at } => granted_at,
-            Stage::LeaseWait { .. } => entry.granted_at(),
-            _ => return Err(CoreError::WrongStage("running")),
-        };
-        let r = entry.resource as usize;
-        self.resources[r].signal(Signal::Dropped { granted_at }, now);
+        if !matches!(
+            entry.stage,
+            Stage::Running { .. } | Stage::Overdue { .. } | Stage::LeaseWait { .. }
+        ) {
+            return Err(CoreError::WrongStage("running"));
+        }
+        let (r, grant) = (entry.resource as usize, entry.grant);
+        self.resources[r].signal(Signal::Dropped { grant }, now);
         Ok(())
     }
 

@@ -71,6 +71,9 @@ pub(super) struct Entry<T> {
     pub(super) permit: Option<Permit>,
     /// Attempts granted so far (retries included).
     pub(super) attempts: u32,
+    /// The number of its latest grant among its resource's grants (1 for the first):
+    /// an adaptive limit ignores a drop from a call granted before its last cut.
+    pub(super) grant: u64,
     /// Holds a global lease ([`Scheduler::lease_granted`]) until it parks, retries, ends
     /// or loses it ([`Scheduler::lease_lost`]).
     pub(super) global_lease: bool,

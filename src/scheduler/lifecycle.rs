@@ -141,7 +141,7 @@ impl<T> Scheduler<T> {
             let in_flight = res.pool.held();
             res.pool.release().expect("a running job holds a slot");
             res.stats.record_run(now.saturating_sub(granted_at));
-            res.adapt(outcome, granted_at, in_flight, now);
+            res.adapt(outcome, entry.grant, granted_at, in_flight, now);
         }
         if overdue {
             res.overdue -= 1;
