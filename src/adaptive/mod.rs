@@ -136,14 +136,12 @@ mod tests {
     fn one_cut_per_generation_of_calls() {
         let mut l = aimd(1, 100, 150);
         let t = Duration::from_secs(10);
-        assert_eq!(l.observe(Signal::Dropped { granted_at: t - MS }, t), Some(90));
+        // 100 calls granted; the 60th is refused.
+        assert_eq!(l.observe(Signal::Dropped { grant: 60 }, 100, t), Some(90));
         // Granted before the cut: it reflects the old limit.
-        assert_eq!(l.observe(Signal::Dropped { granted_at: t - MS }, t + MS), None);
-        // Granted after the cut: the new limit is still too high.
-        assert_eq!(
-            l.observe(Signal::Dropped { granted_at: t + MS }, t + 2 * MS),
-            Some(81)
-        );
+        assert_eq!(l.observe(Signal::Dropped { grant: 100 }, 100, t), None);
+        // Granted after the cut (at the same instant): the new limit is still too high.
+        assert_eq!(l.observe(Signal::Dropped { grant: 101 }, 101, t), Some(81));
     }
 
     #[test]
