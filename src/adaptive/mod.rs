@@ -80,6 +80,19 @@ impl AdaptiveLimit {
         }
     }
 
+    /// The floor of the limit.
+    pub(crate) fn min(&self) -> u32 {
+        self.min as u32
+    }
+
+    /// Moves the ceiling (at least `min`, which the caller checked); the limit comes
+    /// down under it at once if it was above. Returns the limit.
+    pub(crate) fn set_ceiling(&mut self, ceiling: u32) -> u32 {
+        self.ceiling = f64::from(ceiling).max(self.min);
+        self.estimate = self.estimate.min(self.ceiling);
+        self.limit()
+    }
+
     /// The limit now: slots the pool may hold.
     pub(crate) fn limit(&self) -> u32 {
         self.estimate.floor() as u32

@@ -30,6 +30,7 @@ mod entry;
 mod grant;
 mod lease_wait;
 mod lifecycle;
+mod limits;
 mod routing;
 #[cfg(test)]
 mod tests;

@@ -187,3 +187,38 @@ fn overload_on_a_fixed_cap_or_a_waiting_job() {
     s.overloaded(a, ms(1)).unwrap();
     assert_eq!(s.limit(&ResourceId::new("r")), Some(2));
 }
+
+/// Issue 17: a cap lowered below the jobs in flight preempts nothing and is not exceeded
+/// once they drain to it; a raised one grants at once; a bad value is refused by name.
+#[test]
+fn set_max_concurrent_lowers_without_preempting_and_raises_at_once() {
+    let mut s = core(4, Duration::from_secs(60));
+    let mut ev = Vec::new();
+    for i in 0..10 {
+        s.submit(JobSpec::new("t", "r"), i, ms(0));
+    }
+    s.poll(ms(0), &mut ev);
+    let running = granted(&mut ev);
+    assert_eq!(running.len(), 4);
+    let r = ResourceId::new("r");
+    s.set_max_concurrent(&r, 2).unwrap();
+    assert_eq!(s.in_flight(&r), 4, "nothing preempted");
+    s.complete(running[0].0, OutcomeKind::Completed, ms(1)).unwrap();
+    s.poll(ms(1), &mut ev);
+    assert!(granted(&mut ev).is_empty(), "3 in flight over a cap of 2");
+    s.complete(running[1].0, OutcomeKind::Completed, ms(2)).unwrap();
+    s.complete(running[2].0, OutcomeKind::Completed, ms(2)).unwrap();
+    s.poll(ms(2), &mut ev);
+    assert_eq!(granted(&mut ev).len(), 1, "1 in flight under 2: one grant");
+    let e = s.set_max_concurrent(&r, 0).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "resources.r.max_concurrent must be between 1 and 1000000, got 0"
+    );
+    assert_eq!(s.limit(&r), Some(2), "a refused value changes nothing");
+    s.set_max_concurrent(&r, 6).unwrap();
+    s.poll(ms(3), &mut ev);
+    assert_eq!(granted(&mut ev).len(), 4);
+    assert_eq!(s.in_flight(&r), 6);
+    assert_eq!(s.snapshot(ms(3)).resources["r"].cap, 6);
+}
