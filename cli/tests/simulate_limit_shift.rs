@@ -26,7 +26,7 @@ fn short() -> String {
         ("batches = 20", "batches = 8"),
         ("every = \"10s\"", "every = \"5s\""),
         (
-            "batch_size = { min = 1400, max = 2200 }",
+            "batch_size = { min = 2400, max = 3600 }",
             "batch_size = { min = 300, max = 500 }",
         ),
         ("{ from = \"1m\", limit = 40 }", "{ from = \"10s\", limit = 40 }"),
