@@ -1,7 +1,7 @@
 //! Live changes to a resource's limits, checked exactly as configuration is at start.
 
 use crate::config::allowed::MAX_CONCURRENT;
-use crate::config::{ConfigError, Count, ResourceConfig};
+use crate::config::{ConfigError, Count};
 use crate::job::ResourceId;
 
 use super::Scheduler;
@@ -51,7 +51,7 @@ impl<T> Scheduler<T> {
         self.config
             .resources
             .entry(resource.to_string())
-            .or_insert_with(ResourceConfig::default)
+            .or_default()
             .max_concurrent = Some(max_concurrent);
         self.mark_dirty(r);
         Ok(())
