@@ -33,9 +33,6 @@ pub struct ResilienceStats {
     pub retries: u64,
     /// Jobs moved from this resource to its fallback while its breaker was open.
     pub fallbacks: u64,
-    /// Of those, jobs moved back to this resource's queue when its breaker closed,
-    /// before the fallback granted them.
-    pub returned: u64,
 }
 
 impl ResilienceStats {
@@ -76,8 +73,6 @@ pub(crate) struct Guard {
     pub(crate) fallback: Option<u32>,
     /// The rate limit refused until then; not asked again before.
     limited_until: Option<Duration>,
-    /// The breaker closed since the scheduler last asked ([`Guard::take_closed`]).
-    closed: bool,
     pub(crate) stats: ResilienceStats,
 }
 
@@ -119,7 +114,6 @@ impl Guard {
             stagger: cfg.stagger,
             fallback: None,
             limited_until: None,
-            closed: false,
         }))
     }
 
@@ -135,7 +129,6 @@ impl Guard {
         let Some(t) = t else { return };
         self.stats.transitions += 1;
         self.stats.breaker = Some(t.to);
-        self.closed |= t.to == BreakerState::Closed;
         if t.to == BreakerState::Open {
             self.stats.opened += 1;
             tracing::warn!(resource = %self.name, from = %t.from, to = %t.to, calls = t.calls, failures = t.failures, "breaker transition");
@@ -208,12 +201,6 @@ impl Guard {
             }
         };
         self.log(t);
-    }
-
-    /// Whether the breaker closed since the last call (the scheduler then routes jobs
-    /// back from the fallback).
-    pub(crate) fn take_closed(&mut self) -> bool {
-        std::mem::take(&mut self.closed)
     }
 
     /// A granted attempt gave its slot up without an outcome (a parked parent).

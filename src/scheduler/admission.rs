@@ -27,7 +27,6 @@ impl<T> Scheduler<T> {
             id,
             tenant: spec.tenant,
             resource: r,
-            home: r,
             cost: spec.cost.max(1),
             lease: spec.options.lease.unwrap_or(settings.lease),
             lease_until: Duration::MAX,

@@ -55,9 +55,6 @@ pub(super) struct Entry<T> {
     pub(super) id: JobId,
     pub(super) tenant: TenantId,
     pub(super) resource: u32,
-    /// The resource it was submitted to: a job moved to a fallback while this one's
-    /// breaker was open goes back when it closes (`routing.rs`).
-    pub(super) home: u32,
     pub(super) cost: u32,
     pub(super) lease: Duration,
     /// When the current lease ends (set at grant, moved by [`Scheduler::renew`]); lease

@@ -147,16 +147,11 @@ impl<T> Scheduler<T> {
             res.overdue -= 1;
         }
         res.stats.record_outcome(outcome);
-        let mut closed = false;
         if let Some(guard) = &mut res.guard {
             guard.on_outcome(entry.permit, outcome, now);
-            closed = guard.take_closed();
         }
         tracing::trace!(job = key.id.0, resource = %res.name, ?outcome, "release");
         self.mark_dirty(r);
-        if closed {
-            self.route_back(r);
-        }
         Ok(())
     }
 

@@ -1,5 +1,4 @@
-//! Routing: moving the jobs waiting on a resource whose breaker is open to its fallback,
-//! and back to its queue, in submission order, when its breaker closes.
+//! Routing: moving the jobs waiting on a resource whose breaker is open to its fallback.
 
 use std::time::Duration;
 
@@ -56,72 +55,5 @@ impl<T> Scheduler<T> {
             self.enqueue(key, now);
         }
         true
-    }
-
-    /// `r`'s breaker closed: the jobs still waiting on its fallback that were submitted to
-    /// `r` come back to `r`'s queue instead of draining on the (slower) fallback. They keep
-    /// their wait (its start and deadline) and their place by submission: `r`'s queue is
-    /// rebuilt in job-id order (ids grow with submission), so a job moved away at the
-    /// breaker's opening is not put behind one submitted since. Resumed parents stay where
-    /// their work is.
-    pub(super) fn route_back(&mut self, r: u32) {
-        let Some(f) = self.resources[r as usize].guard.as_ref().and_then(|g| g.fallback) else {
-            return;
-        };
-        let live = |jobs: &slab::Slab<super::entry::Entry<T>>, k: &super::JobKey, epoch: u32| {
-            jobs.get(k.idx as usize).is_some_and(|e| {
-                e.id == k.id
-                    && e.epoch == epoch
-                    && matches!(e.stage, Stage::Waiting { .. } | Stage::Resuming { .. })
-            })
-        };
-        // Everything waiting on the fallback: the jobs of `r` come back, the others stay.
-        let mut on_fallback = Vec::new();
-        let res = &mut self.resources[f as usize];
-        while let Some((_, (key, epoch))) = res.queue.pop_live(|(k, e)| live(&self.jobs, k, *e)) {
-            on_fallback.push((key, epoch));
-        }
-        let (back, stay): (Vec<_>, Vec<_>) = on_fallback.into_iter().partition(|(k, _)| {
-            let e = &self.jobs[k.idx as usize];
-            e.home == r && matches!(e.stage, Stage::Waiting { .. })
-        });
-        for &(key, epoch) in &stay {
-            let e = &self.jobs[key.idx as usize];
-            let weight = self.config.weight(e.tenant.as_str());
-            self.resources[f as usize]
-                .queue
-                .push(e.tenant.clone(), weight, e.cost, (key, epoch));
-        }
-        if back.is_empty() {
-            return;
-        }
-        // `r`'s own waiting jobs and the returning ones, in submission order.
-        let mut on_home = back.clone();
-        let res = &mut self.resources[r as usize];
-        while let Some((_, item)) = res.queue.pop_live(|(k, e)| live(&self.jobs, k, *e)) {
-            on_home.push(item);
-        }
-        on_home.sort_by_key(|(k, _)| k.id.0);
-        for &(key, epoch) in &on_home {
-            let e = &mut self.jobs[key.idx as usize];
-            e.resource = r;
-            let weight = self.config.weight(e.tenant.as_str());
-            self.resources[r as usize]
-                .queue
-                .push(e.tenant.clone(), weight, e.cost, (key, epoch));
-        }
-        for &(key, _) in &back {
-            let tenant = self.jobs[key.idx as usize].tenant.clone();
-            let weight = self.config.weight(tenant.as_str());
-            self.resources[f as usize].queued -= 1;
-            self.resources[f as usize].tenants.unqueued(&tenant);
-            self.resources[r as usize].queued += 1;
-            self.resources[r as usize].tenants.enqueued(&tenant, weight);
-        }
-        let res = &mut self.resources[r as usize];
-        res.guard.as_mut().expect("guarded").stats.returned += back.len() as u64;
-        tracing::info!(resource = %res.name, returned = back.len(), "breaker closed: jobs back from the fallback");
-        self.mark_dirty(r);
-        self.mark_dirty(f);
     }
 }
