@@ -237,6 +237,9 @@ pub enum JobError {
         message: String,
         /// How long the downstream asked the caller to wait before retrying, if it said.
         retry_after: Option<Duration>,
+        /// The downstream refused the call as over its capacity ([`JobError::overload`]):
+        /// an adaptive limit takes it as a signal to lower itself.
+        overload: bool,
     },
     /// The job's code panicked; the panic was caught and the slot returned.
     #[error("job panicked: {0}")]
@@ -264,6 +267,7 @@ impl JobError {
         JobError::Job {
             message: message.into(),
             retry_after: None,
+            overload: false,
         }
     }
 
@@ -272,7 +276,47 @@ impl JobError {
         JobError::Job {
             message: message.into(),
             retry_after: Some(after),
+            overload: false,
         }
+    }
+
+    /// The downstream refused the call because it has too much to do: an HTTP 429 or
+    /// 503, a `RateLimitExceeded`, PostgreSQL's SQLSTATE 53300 (too many connections).
+    /// Set it only for refusals over capacity, not for other failures: on a resource
+    /// with `[resources.NAME.adaptive]`, each one lowers the limit. A retrying job runs
+    /// again as for any error of its own.
+    ///
+    /// ```
+    /// let e = weir::JobError::overload("store: too many connections (53300)");
+    /// assert!(e.is_overload());
+    /// assert!(!weir::JobError::msg("no such row").is_overload());
+    /// ```
+    pub fn overload(message: impl Into<String>) -> Self {
+        JobError::Job {
+            message: message.into(),
+            retry_after: None,
+            overload: true,
+        }
+    }
+
+    /// This error marked as an overload ([`JobError::overload`]), keeping its message and
+    /// Retry-After; other kinds of error are returned as they are.
+    pub fn overloaded(self) -> Self {
+        match self {
+            JobError::Job {
+                message, retry_after, ..
+            } => JobError::Job {
+                message,
+                retry_after,
+                overload: true,
+            },
+            other => other,
+        }
+    }
+
+    /// Whether the downstream refused the call as over its capacity.
+    pub fn is_overload(&self) -> bool {
+        matches!(self, JobError::Job { overload: true, .. })
     }
 }
 

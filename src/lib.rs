@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+mod adaptive;
 mod breaker;
 mod coalesce;
 pub mod config;
@@ -58,9 +59,9 @@ pub use config::resilience::{
     BreakerConfig, CallBudgetConfig, JitterConfig, RateLimitConfig, RetryConfig, StaggerConfig,
 };
 pub use config::{
-    BackendConfig, BackendKind, CoalesceConfig, Config, ConfigError, FailurePolicy, IntervalStep,
-    IntervalTable, QuotaConfig, QuotaScope, ResourceConfig, ResourceSettings, RuntimeConfig, SchedulerConfig,
-    TenantConfig, WindowConfig, DEFAULT_TOML,
+    AdaptiveAlgorithm, AdaptiveConfig, BackendConfig, BackendKind, CoalesceConfig, Config, ConfigError,
+    FailurePolicy, IntervalStep, IntervalTable, QuotaConfig, QuotaScope, ResourceConfig, ResourceSettings,
+    RuntimeConfig, SchedulerConfig, TenantConfig, WindowConfig, DEFAULT_TOML,
 };
 pub use guard::ResilienceStats;
 pub use job::{

@@ -44,6 +44,12 @@ impl SlotPool {
         }
     }
 
+    /// Changes the number of slots (at least 1). Slots held above a lowered cap stay held
+    /// until released: nothing is taken back, no new grant is made until `held < cap`.
+    pub fn set_cap(&mut self, cap: u32) {
+        self.cap = cap.max(1);
+    }
+
     /// Returns a slot.
     pub fn release(&mut self) -> Result<(), NothingHeld> {
         self.held = self.held.checked_sub(1).ok_or(NothingHeld)?;
@@ -91,5 +97,19 @@ mod tests {
         p.release().unwrap();
         assert_eq!(p.release(), Err(NothingHeld));
         assert_eq!(p.held(), 0);
+    }
+
+    #[test]
+    fn a_lowered_cap_takes_nothing_back() {
+        let mut p = SlotPool::new(3);
+        assert!(p.try_grant() && p.try_grant() && p.try_grant());
+        p.set_cap(1);
+        assert_eq!(p.held(), 3);
+        assert!(!p.has_free());
+        p.release().unwrap();
+        p.release().unwrap();
+        assert!(!p.try_grant(), "one held of a cap of one");
+        p.release().unwrap();
+        assert!(p.try_grant());
     }
 }

@@ -145,8 +145,10 @@ impl OutcomeCounts {
 /// A point-in-time view of one resource.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResourceSnapshot {
-    /// Slots in the pool.
+    /// Slots configured (`max_concurrent`; the ceiling of an adaptive limit).
     pub cap: u32,
+    /// Slots the pool may hold now: `cap`, or the adaptive limit's current value.
+    pub limit: u32,
     /// Slots held now.
     pub in_flight: u32,
     /// Most slots held at once.

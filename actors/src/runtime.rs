@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use actix::{Actor, Addr, AsyncContext};
 use tokio::sync::oneshot;
-use weir::{Config, ConfigError, JobError, JobSpec, StatsSnapshot, TenantId, UsageSnapshot};
+use weir::{Config, ConfigError, JobError, JobSpec, ResourceId, StatsSnapshot, TenantId, UsageSnapshot};
 
 use crate::job::context::JobContext;
 use crate::job::handle::{BlockingTicket, JobHandle};
 use crate::job::link::{Link, SubmitError};
 use crate::job::Job;
-use crate::supervisor::{GetBackendStats, GetStats, GetUsage, Shutdown, ShutdownReport, Supervisor};
+use crate::supervisor::{
+    GetBackendStats, GetStats, GetUsage, SetMaxConcurrent, Shutdown, ShutdownReport, Supervisor,
+};
 use crate::worker::WorkerPool;
 
 /// Why the runtime did not start.
@@ -199,6 +201,24 @@ impl Runtime {
             Ok(snapshot) => snapshot,
             Err(_) => self.final_stats().unwrap_or_default(),
         }
+    }
+
+    /// Sets `resource`'s `max_concurrent` on the live runtime (for a resource with an
+    /// adaptive limit: its ceiling). Checked as at start: a refused value names
+    /// `resources.NAME.max_concurrent` and changes nothing. Lowering it preempts nothing:
+    /// jobs in flight finish and no new grant is made until fewer than the new cap are in
+    /// flight. Queued jobs keep their order. After shutdown it changes nothing and
+    /// returns `Ok`.
+    pub async fn set_max_concurrent(
+        &self,
+        resource: impl Into<ResourceId>,
+        max_concurrent: u32,
+    ) -> Result<(), ConfigError> {
+        let msg = SetMaxConcurrent {
+            resource: resource.into(),
+            max_concurrent,
+        };
+        self.inner.supervisor.send(msg).await.unwrap_or(Ok(()))
     }
 
     fn final_stats(&self) -> Option<StatsSnapshot> {

@@ -126,6 +126,10 @@ pub const STAGGER_MAX: Span = Span {
     min: Duration::ZERO,
     max: HOUR,
 };
+/// `adaptive.min`; its upper bound is further the resource's `max_concurrent`.
+pub const ADAPTIVE_MIN: Count = MAX_CONCURRENT;
+/// `adaptive.initial`; it lies further between `adaptive.min` and `max_concurrent`.
+pub const ADAPTIVE_INITIAL: Count = MAX_CONCURRENT;
 /// `call_budget.calls`.
 pub const CALLS: Count = Count {
     min: 1,
@@ -250,6 +254,11 @@ pub fn for_path(path: &str) -> Option<String> {
             bound(STAGGER_MAX.max)
         ),
         "resources.*.call_budget.calls" => whole(CALLS),
+        "resources.*.adaptive.algorithm" => "\"aimd\" or \"gradient2\"".into(),
+        "resources.*.adaptive.min" => {
+            format!("a whole number between {} and max_concurrent", ADAPTIVE_MIN.min)
+        }
+        "resources.*.adaptive.initial" => "a whole number between adaptive.min and max_concurrent".into(),
 
         "coalesce.*.flush_interval" => duration(FLUSH_INTERVAL, "1s"),
         "coalesce.*.max_batch" => whole(MAX_BATCH),
@@ -345,6 +354,10 @@ mod tests {
                 }),
                 stagger: Some(StaggerConfig::default()),
                 call_budget: Some(CallBudgetConfig::default()),
+                adaptive: Some(AdaptiveConfig {
+                    initial: Some(1),
+                    ..AdaptiveConfig::default()
+                }),
             },
         );
         cfg.tenants.insert("acme".into(), TenantConfig::default());

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod adaptive;
 pub mod allowed;
 mod backend;
 mod coalesce;
@@ -29,6 +30,7 @@ mod scheduler;
 mod tenants;
 
 pub use crate::interval::{IntervalStep, IntervalTable};
+pub use adaptive::{AdaptiveAlgorithm, AdaptiveConfig};
 pub use backend::{BackendConfig, BackendKind, FailurePolicy};
 pub use coalesce::CoalesceConfig;
 pub use error::ConfigError;
@@ -91,6 +93,9 @@ impl Config {
         self.runtime.validate()?;
         for (name, r) in &self.resources {
             r.validate(name, |n| self.resources.contains_key(n))?;
+            if let Some(adaptive) = &r.adaptive {
+                adaptive.validate(name, self.resource(name).max_concurrent)?;
+            }
         }
         quota::validate(&self.quotas)?;
         for (name, b) in &self.backends {

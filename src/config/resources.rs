@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::adaptive::AdaptiveConfig;
 use super::allowed::{MAX_CONCURRENT, SLOT_LEASE_TIMEOUT, SLOT_WAIT_TIMEOUT};
 use super::resilience::{
     self, BreakerConfig, CallBudgetConfig, JitterConfig, RateLimitConfig, RetryConfig, StaggerConfig,
@@ -37,6 +38,8 @@ pub struct ResourceConfig {
     pub stagger: Option<StaggerConfig>,
     /// Downstream calls a job may make.
     pub call_budget: Option<CallBudgetConfig>,
+    /// A limit that follows the downstream, with `max_concurrent` as its ceiling.
+    pub adaptive: Option<AdaptiveConfig>,
 }
 
 /// The effective settings of one resource, after defaults are applied.

@@ -44,6 +44,7 @@ impl<T> Scheduler<T> {
             },
             permit: None,
             attempts: 0,
+            grant: 0,
             global_lease: false,
         };
         let release_at = match &mut self.resources[r as usize].guard {

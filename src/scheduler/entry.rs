@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::adaptive::AdaptiveLimit;
 use crate::breaker::Permit;
 use crate::config::ResourceSettings;
 use crate::fair::FairQueue;
@@ -70,6 +71,9 @@ pub(super) struct Entry<T> {
     pub(super) permit: Option<Permit>,
     /// Attempts granted so far (retries included).
     pub(super) attempts: u32,
+    /// The number of its latest grant among its resource's grants (1 for the first):
+    /// an adaptive limit ignores a drop from a call granted before its last cut.
+    pub(super) grant: u64,
     /// Holds a global lease ([`Scheduler::lease_granted`]) until it parks, retries, ends
     /// or loses it ([`Scheduler::lease_lost`]).
     pub(super) global_lease: bool,
@@ -103,6 +107,9 @@ pub(super) struct Resource {
     /// Its slots are shared across replicas: a local grant waits for a global lease
     /// ([`Scheduler::require_global_lease`]).
     pub(super) global: bool,
+    /// The limit that follows the downstream (`[resources.NAME.adaptive]`); it sets the
+    /// pool's cap, under `settings.max_concurrent`. `None` for a fixed cap.
+    pub(super) adaptive: Option<Box<AdaptiveLimit>>,
     /// The wake-up already scheduled in the timer table (`Timer::Gate`) for this resource, if any.
     pub(super) gate_wake: Option<Duration>,
 }

@@ -82,6 +82,7 @@ impl<T> Scheduler<T> {
         entry.stage = Stage::Running { granted_at: now };
         entry.permit = permit;
         entry.attempts = entry.attempts.saturating_add(1);
+        entry.grant = res.pool.granted_total();
         let wait_left = match entry.on_wait_timeout {
             OnWaitTimeout::Requeue => None,
             OnWaitTimeout::Skip => entry.wait_timeout.map(|w| w.saturating_sub(waited)),

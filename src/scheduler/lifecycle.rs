@@ -138,8 +138,10 @@ impl<T> Scheduler<T> {
         let res = &mut self.resources[r as usize];
         if let Some(granted_at) = granted_at {
             res.tenants.released(&entry.tenant);
+            let in_flight = res.pool.held();
             res.pool.release().expect("a running job holds a slot");
             res.stats.record_run(now.saturating_sub(granted_at));
+            res.adapt(outcome, entry.grant, granted_at, in_flight, now);
         }
         if overdue {
             res.overdue -= 1;

@@ -24,11 +24,13 @@
 //! * The core never sleeps: [`Scheduler::next_deadline`] says when it next needs a call,
 //!   the least deadline of one timer table (`timers.rs`) for every kind of deadline.
 
+mod adaptive;
 mod admission;
 mod entry;
 mod grant;
 mod lease_wait;
 mod lifecycle;
+mod limits;
 mod routing;
 #[cfg(test)]
 mod tests;
@@ -38,6 +40,7 @@ use std::time::Duration;
 
 use slab::Slab;
 
+use crate::adaptive::AdaptiveLimit;
 use crate::config::Config;
 use crate::fair::FairQueue;
 use crate::guard::Guard;
@@ -221,10 +224,18 @@ impl<T> Scheduler<T> {
         }
         let settings = self.config.resource(name.as_str());
         let i = self.resources.len() as u32;
+        let adaptive = self
+            .config
+            .resources
+            .get(name.as_str())
+            .and_then(|r| r.adaptive.as_ref())
+            .map(|a| Box::new(AdaptiveLimit::new(a, settings.max_concurrent)));
+        let cap = adaptive.as_ref().map_or(settings.max_concurrent, |a| a.limit());
         self.resources.push(Resource {
             name: name.clone(),
             settings,
-            pool: SlotPool::new(settings.max_concurrent),
+            pool: SlotPool::new(cap),
+            adaptive,
             queue: FairQueue::new(self.config.scheduler.quantum),
             queued: 0,
             deferred: 0,
@@ -377,7 +388,8 @@ impl<T> Scheduler<T> {
             snap.resources.insert(
                 res.name.to_string(),
                 ResourceSnapshot {
-                    cap: res.pool.cap(),
+                    cap: res.settings.max_concurrent,
+                    limit: res.pool.cap(),
                     in_flight: res.pool.held(),
                     peak_in_flight: res.pool.peak(),
                     queued: res.queued,

@@ -124,3 +124,101 @@ fn a_resuming_parent_is_its_own_stage_never_skipped_and_stopped_not_removed_on_c
     assert!(ev.is_empty(), "{ev:?}");
     assert_eq!(s.live_jobs(), 0);
 }
+
+fn adaptive_core(ceiling: u32, min: u32, initial: u32) -> Scheduler<u32> {
+    let mut config = Config::default();
+    config.resources.insert(
+        "r".into(),
+        crate::config::ResourceConfig {
+            max_concurrent: Some(ceiling),
+            adaptive: Some(crate::config::AdaptiveConfig {
+                min,
+                initial: Some(initial),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    config.validate().unwrap();
+    Scheduler::new(config)
+}
+
+/// Issue 17: the grant loop uses the adaptive limit, and a cut below the calls in flight
+/// takes no slot back: they finish, and the next grant waits until fewer than the limit
+/// are in flight.
+#[test]
+fn an_overload_cut_preempts_nothing_and_grants_wait_for_the_new_limit() {
+    let mut s = adaptive_core(100, 1, 10);
+    let mut ev = Vec::new();
+    for i in 0..20 {
+        s.submit(JobSpec::new("t", "r"), i, ms(0));
+    }
+    s.poll(ms(0), &mut ev);
+    let running = granted(&mut ev);
+    assert_eq!(running.len(), 10, "the initial limit, not the ceiling of 100");
+    let r = ResourceId::new("r");
+    s.overloaded(running[0].0, ms(5)).unwrap();
+    assert_eq!(s.limit(&r), Some(9));
+    let snap = s.snapshot(ms(5));
+    assert_eq!((snap.resources["r"].cap, snap.resources["r"].limit), (100, 9));
+    s.complete(running[0].0, OutcomeKind::Failed, ms(5)).unwrap();
+    s.poll(ms(5), &mut ev);
+    assert!(granted(&mut ev).is_empty(), "9 in flight under a limit of 9");
+    // A second refusal from a call granted before the cut does not cut again.
+    s.overloaded(running[1].0, ms(6)).unwrap();
+    s.complete(running[1].0, OutcomeKind::Failed, ms(6)).unwrap();
+    assert_eq!(s.limit(&r), Some(9));
+    s.poll(ms(6), &mut ev);
+    assert_eq!(granted(&mut ev).len(), 1, "8 in flight under 9: one grant");
+    assert_eq!(s.in_flight(&r), 9);
+}
+
+/// The overload input refuses a job that holds no slot, and changes nothing on a
+/// resource with a fixed cap.
+#[test]
+fn overload_on_a_fixed_cap_or_a_waiting_job() {
+    let mut s = core(2, ms(100));
+    let mut ev = Vec::new();
+    let a = s.submit(JobSpec::new("t", "r"), 1, ms(0));
+    s.submit(JobSpec::new("t", "r"), 2, ms(0));
+    let c = s.submit(JobSpec::new("t", "r"), 3, ms(0));
+    s.poll(ms(0), &mut ev);
+    assert_eq!(s.overloaded(c, ms(1)), Err(CoreError::WrongStage("running")));
+    s.overloaded(a, ms(1)).unwrap();
+    assert_eq!(s.limit(&ResourceId::new("r")), Some(2));
+}
+
+/// Issue 17: a cap lowered below the jobs in flight preempts nothing and is not exceeded
+/// once they drain to it; a raised one grants at once; a bad value is refused by name.
+#[test]
+fn set_max_concurrent_lowers_without_preempting_and_raises_at_once() {
+    let mut s = core(4, Duration::from_secs(60));
+    let mut ev = Vec::new();
+    for i in 0..10 {
+        s.submit(JobSpec::new("t", "r"), i, ms(0));
+    }
+    s.poll(ms(0), &mut ev);
+    let running = granted(&mut ev);
+    assert_eq!(running.len(), 4);
+    let r = ResourceId::new("r");
+    s.set_max_concurrent(&r, 2).unwrap();
+    assert_eq!(s.in_flight(&r), 4, "nothing preempted");
+    s.complete(running[0].0, OutcomeKind::Completed, ms(1)).unwrap();
+    s.poll(ms(1), &mut ev);
+    assert!(granted(&mut ev).is_empty(), "3 in flight over a cap of 2");
+    s.complete(running[1].0, OutcomeKind::Completed, ms(2)).unwrap();
+    s.complete(running[2].0, OutcomeKind::Completed, ms(2)).unwrap();
+    s.poll(ms(2), &mut ev);
+    assert_eq!(granted(&mut ev).len(), 1, "1 in flight under 2: one grant");
+    let e = s.set_max_concurrent(&r, 0).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "resources.r.max_concurrent must be between 1 and 1000000, got 0"
+    );
+    assert_eq!(s.limit(&r), Some(2), "a refused value changes nothing");
+    s.set_max_concurrent(&r, 6).unwrap();
+    s.poll(ms(3), &mut ev);
+    assert_eq!(granted(&mut ev).len(), 4);
+    assert_eq!(s.in_flight(&r), 6);
+    assert_eq!(s.snapshot(ms(3)).resources["r"].cap, 6);
+}

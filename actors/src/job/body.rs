@@ -68,6 +68,11 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 /// The tracing span of one job's run.
+/// Whether an attempt failed with [`JobError::overload`](weir::JobError::overload).
+pub(crate) fn is_overload<T>(outcome: &Outcome<T>) -> bool {
+    matches!(outcome, Outcome::Failed(e) if e.is_overload())
+}
+
 pub(crate) fn job_span(ctx: &JobContext) -> tracing::Span {
     tracing::info_span!(
         "job",
@@ -142,7 +147,7 @@ where
                 let (outcome, kind) = run_attempt(async move { body(ctx).await }, &stop).await;
                 // The slot's report goes first: once a caller sees the outcome, a stats
                 // request it sends next finds the slot back (the mailbox is FIFO).
-                slot.finish(kind);
+                slot.finish(kind, is_overload(&outcome));
                 tx.send(outcome);
             }
             .instrument(span),

@@ -64,6 +64,8 @@ impl From<Job> for Submitted {
 pub(crate) struct Done {
     pub(crate) key: JobKey,
     pub(crate) kind: OutcomeKind,
+    /// The attempt failed with an overload error (a signal for an adaptive limit).
+    pub(crate) overload: bool,
     pub(crate) rearm: Option<Box<Rearm>>,
 }
 

@@ -51,7 +51,7 @@ where
                         ctx: keep,
                     }),
                     outcome => {
-                        slot.finish(kind);
+                        slot.finish(kind, super::body::is_overload(&outcome));
                         this.tx.send(outcome);
                     }
                 }

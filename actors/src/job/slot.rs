@@ -17,6 +17,8 @@ pub(crate) struct SlotReturn {
     key: JobKey,
     link: Link,
     kind: OutcomeKind,
+    /// The attempt failed with [`weir::JobError::overload`].
+    overload: bool,
     rearm: Option<Box<Rearm>>,
 }
 
@@ -26,6 +28,7 @@ impl SlotReturn {
             key,
             link,
             kind: OutcomeKind::Failed,
+            overload: false,
             rearm: None,
         }
     }
@@ -33,12 +36,15 @@ impl SlotReturn {
     /// Returns the slot with a failed attempt that may run again (a retrying job).
     pub(crate) fn rearm(mut self, rearm: Rearm) {
         self.kind = OutcomeKind::Failed;
+        self.overload = rearm.error.is_overload();
         self.rearm = Some(Box::new(rearm));
     }
 
-    /// Returns the slot with the job's outcome.
-    pub(crate) fn finish(mut self, kind: OutcomeKind) {
+    /// Returns the slot with the job's outcome; `overload` when it failed with
+    /// [`weir::JobError::overload`].
+    pub(crate) fn finish(mut self, kind: OutcomeKind, overload: bool) {
         self.kind = kind;
+        self.overload = overload;
     }
 }
 
@@ -47,6 +53,7 @@ impl Drop for SlotReturn {
         self.link.report_done(Done {
             key: self.key,
             kind: self.kind,
+            overload: self.overload,
             rearm: self.rearm.take(),
         });
     }

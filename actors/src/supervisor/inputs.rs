@@ -130,6 +130,7 @@ impl Supervisor {
                 Done {
                     key: msg.key,
                     kind: msg.kind,
+                    overload: msg.overload,
                     rearm: None,
                 },
                 now,
@@ -146,6 +147,13 @@ impl Supervisor {
         if let Some(slot) = self.running.get_mut(msg.key.index()) {
             if matches!(slot, Some((k, _)) if *k == msg.key) {
                 *slot = None;
+            }
+        }
+        if msg.overload {
+            // The adaptive limit hears of it before the slot returns (a job that is
+            // no longer held, reported twice, is refused and only logged).
+            if let Err(e) = self.core.overloaded(msg.key, now) {
+                tracing::debug!(job = msg.key.id().0, error = %e, "overload for a job the core does not hold");
             }
         }
         if let Some(rearm) = msg.rearm.take() {

@@ -21,9 +21,11 @@ use weir::{Event, JobKey, Outcome, ResourceId, Scheduler, StatsSnapshot};
 
 mod inputs;
 mod leases;
+mod limits;
 mod queries;
 mod shutdown;
 
+pub(crate) use limits::SetMaxConcurrent;
 pub(crate) use queries::{GetBackendStats, GetStats, GetUsage};
 pub(crate) use shutdown::Shutdown;
 pub use shutdown::ShutdownReport;

@@ -17,6 +17,7 @@
 pub mod alerts;
 pub mod downstream;
 pub mod incident;
+pub mod limit_shift;
 pub mod plot;
 pub mod policies;
 pub mod providers;
@@ -40,7 +41,8 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
     /// The policy to run: one of the scenario kind's (incident: weir, naive, counter;
-    /// providers: weir, none), or all (side by side).
+    /// providers: weir, none; limit-shift: static-50, static-30, adaptive, oracle), or
+    /// all (side by side).
     #[arg(long, default_value = "weir", value_name = "POLICY")]
     pub policy: String,
     /// `max`: virtual time, as fast as the CPU allows (reproducible); a number N: real
@@ -51,7 +53,8 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Draw the kind's plot over scenario time as an SVG (incident: queries in flight at
-    /// the store per policy; providers: calls each provider rejected, per policy).
+    /// the store per policy; providers: calls each provider rejected, per policy;
+    /// limit-shift: the store's limit and queries in flight at it per policy).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
     /// Seed of the workload [default: the scenario's `seed`].
@@ -150,7 +153,12 @@ pub(crate) fn reports_json<'a, R: serde::Serialize + 'a>(
 }
 
 /// Every scenario kind, by `kind`; the first is the default.
-pub static KINDS: &[&dyn ScenarioKind] = &[&incident::Incident, &alerts::Alerts, &providers::ProvidersKind];
+pub static KINDS: &[&dyn ScenarioKind] = &[
+    &incident::Incident,
+    &alerts::Alerts,
+    &providers::ProvidersKind,
+    &limit_shift::LimitShiftKind,
+];
 
 /// Why `weir simulate` did not run or could not write its results.
 #[derive(Debug, thiserror::Error)]

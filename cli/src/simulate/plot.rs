@@ -67,11 +67,12 @@ fn columns(points: &[(Duration, u32)], end: f64) -> Vec<(f64, f64)> {
         .collect()
 }
 
-const COLORS: [RGBColor; 4] = [
+const COLORS: [RGBColor; 5] = [
     RGBColor(214, 39, 40),
     RGBColor(255, 127, 14),
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
 ];
 
 /// Writes the SVG of queries in flight at the store.

@@ -136,7 +136,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// Runs `f`; with `Speed::Times(n)` a pacer holds the paused clock to `n` scenario
 /// seconds per wall second (see the module docs).
-async fn paced<F: std::future::Future>(speed: Speed, f: F) -> F::Output {
+pub(crate) async fn paced<F: std::future::Future>(speed: Speed, f: F) -> F::Output {
     let Speed::Times(factor) = speed else {
         return f.await;
     };

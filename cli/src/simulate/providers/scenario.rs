@@ -230,23 +230,7 @@ impl ProvidersScenario {
                 format!("{:?}", self.kind),
             ));
         }
-        let w = &self.workload;
-        BATCHES.check("workload.batches", w.batches)?;
-        EVERY.check("workload.every", w.every)?;
-        BATCH_SIZE.check("workload.batch_size.min", w.batch_size.min)?;
-        let above_min = Count {
-            min: u64::from(w.batch_size.min),
-            ..BATCH_SIZE
-        };
-        above_min.check("workload.batch_size.max", w.batch_size.max)?;
-        let most = u64::from(w.batches) * u64::from(w.batch_size.max);
-        if most > MAX_JOBS {
-            return Err(ScenarioError::invalid(
-                "workload",
-                format!("at most {MAX_JOBS} jobs (batches x batch_size.max)"),
-                most,
-            ));
-        }
+        self.workload.validate()?;
         self.providers.a.validate(PRIMARY)?;
         self.providers.b.validate(SECONDARY)?;
         NONE_ATTEMPTS.check("none.max_attempts", self.none.max_attempts)?;
@@ -274,12 +258,40 @@ impl ProvidersScenario {
 
     /// The arrivals drawn from `seed`: one `(at, jobs)` per batch, in time order.
     pub fn arrivals(&self, seed: u64) -> Vec<(Duration, u32)> {
+        self.workload.arrivals(seed)
+    }
+}
+
+impl ArrivalSpec {
+    /// Checks every field; errors name `workload.FIELD`.
+    pub(crate) fn validate(&self) -> Result<(), ScenarioError> {
+        let w = self;
+        BATCHES.check("workload.batches", w.batches)?;
+        EVERY.check("workload.every", w.every)?;
+        BATCH_SIZE.check("workload.batch_size.min", w.batch_size.min)?;
+        let above_min = Count {
+            min: u64::from(w.batch_size.min),
+            ..BATCH_SIZE
+        };
+        above_min.check("workload.batch_size.max", w.batch_size.max)?;
+        let most = u64::from(w.batches) * u64::from(w.batch_size.max);
+        if most > MAX_JOBS {
+            return Err(ScenarioError::invalid(
+                "workload",
+                format!("at most {MAX_JOBS} jobs (batches x batch_size.max)"),
+                most,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The arrivals drawn from `seed`: one `(at, jobs)` per batch, in time order.
+    pub fn arrivals(&self, seed: u64) -> Vec<(Duration, u32)> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let w = &self.workload;
-        (0..w.batches)
+        (0..self.batches)
             .map(|i| {
-                let n = rng.gen_range(w.batch_size.min..=w.batch_size.max);
-                (w.every * i, n)
+                let n = rng.gen_range(self.batch_size.min..=self.batch_size.max);
+                (self.every * i, n)
             })
             .collect()
     }
