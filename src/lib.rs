@@ -46,6 +46,7 @@ mod pool;
 mod recurring;
 mod retry;
 mod scheduler;
+mod serde_secs;
 pub mod sim;
 mod stats;
 mod tenant_ledger;
