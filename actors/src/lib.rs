@@ -37,6 +37,7 @@ mod coalescer;
 mod config;
 mod failpoints;
 mod job;
+mod metrics;
 mod recurring;
 pub mod redis_pool;
 mod runtime;

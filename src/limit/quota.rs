@@ -349,6 +349,8 @@ pub struct Quotas {
     global: Usage,
     /// `(could be dropped at, tenant)`, one entry per tracked tenant.
     idle: BinaryHeap<Reverse<(u64, TenantId)>>,
+    /// Admissions so far (each passed every quota that applies to it).
+    admitted: u64,
 }
 
 impl Quotas {
@@ -402,7 +404,14 @@ impl Quotas {
             };
             self.tenant_rules.record(usage, estimate, t);
         }
+        self.admitted += 1;
         Ok(())
+    }
+
+    /// Jobs admitted so far while any quota is configured (each counted in every window
+    /// and budget that applies to it); refusals are reported one by one as skips.
+    pub fn admitted(&self) -> u64 {
+        self.admitted
     }
 
     /// A job admitted with `estimate` ended having cost `actual` (the estimate when it

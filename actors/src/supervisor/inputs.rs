@@ -153,8 +153,16 @@ impl Supervisor {
                 return;
             }
         }
+        // Read before the core forgets the job; counted only if the core takes the report.
+        let ended = self.core.resource_of(msg.key).cloned().map(|resource| {
+            let ran = self.core.held_since(msg.key).map(|t| now.saturating_sub(t));
+            (resource, self.core.tenant_of(msg.key).cloned(), ran)
+        });
         match self.core.complete(msg.key, msg.kind, now) {
             Ok(()) => {
+                if let Some((resource, tenant, ran)) = ended {
+                    self.metrics.ended(&resource, tenant.as_ref(), ran, msg.kind);
+                }
                 if let Some(state) = &mut self.shutdown {
                     if state.deadline_passed {
                         state.report.cancelled_running += 1;
