@@ -54,3 +54,5 @@ pub use job::Job;
 pub use recurring::RecurringChecks;
 pub use runtime::{Runtime, StartError};
 pub use supervisor::ShutdownReport;
+/// Re-exported for [`JobHandle::cancel_on`] and [`JobContext::cancellation_token`].
+pub use tokio_util::sync::CancellationToken;
