@@ -19,8 +19,7 @@
 //!             let children = ctx
 //!                 .spawn((0..3u32).map(|p| {
 //!                     (ctx.child_spec("store"), move |_ctx| async move { Ok::<_, JobError>(p * 10) })
-//!                 }))
-//!                 .map_err(|e| JobError::msg(e.to_string()))?;
+//!                 }))?;
 //!             let outcomes = ctx.join(children).await;
 //!             Ok::<_, JobError>(outcomes.iter().filter(|o| o.is_completed()).count())
 //!         })

@@ -194,6 +194,10 @@ impl Runtime {
 
     /// A statistics snapshot per resource. After [`Runtime::shutdown`] has resolved it is
     /// the last snapshot the supervisor took (every job ended, every slot free).
+    ///
+    /// It also brings the exported metrics' counters and gauges up to date (the
+    /// supervisor otherwise publishes them at most once a second while it works), so a
+    /// `/metrics` route that calls this first serves exact counts.
     pub async fn stats(&self) -> StatsSnapshot {
         match self.inner.supervisor.send(GetStats).await {
             Ok(snapshot) => snapshot,

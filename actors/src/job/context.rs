@@ -152,6 +152,10 @@ impl JobContext {
     }
 
     /// Submits children, released in fan-out batches (`org_batch_size`, `batch_delay`).
+    ///
+    /// A refusal ([`SubmitError`]) converts into [`JobError`], so `?` works in a body.
+    /// When the iterator knows how many children it yields (a range, a `Vec`), a spawn
+    /// that `max_queued` cannot take is refused before any child's body is built.
     pub fn spawn<T, F, Fut>(
         &self,
         children: impl IntoIterator<Item = (JobSpec, F)>,
@@ -161,10 +165,10 @@ impl JobContext {
         Fut: Future<Output = Result<T, JobError>> + 'static,
         T: Send + 'static,
     {
-        let (jobs, handles): (Vec<Job>, Vec<JobHandle<T>>) = children
-            .into_iter()
-            .map(|(spec, body)| Job::new(spec, body))
-            .unzip();
+        let children = children.into_iter();
+        self.link.precheck(children.size_hint().0 as u64)?;
+        let (jobs, handles): (Vec<Job>, Vec<JobHandle<T>>) =
+            children.map(|(spec, body)| Job::new(spec, body)).unzip();
         let shared = self.budget.as_ref().filter(|b| b.include_children());
         let jobs = jobs
             .into_iter()
