@@ -222,7 +222,9 @@ fn renewing_the_lease_keeps_a_progressing_job_running_past_its_first_lease() {
                 // 6 steps of 3 s: 18 s in all under a 5 s lease, renewed after each step.
                 for _ in 0..6 {
                     tokio::time::sleep(Duration::from_secs(3)).await;
-                    ctx.renew_lease().await?;
+                    ctx.renew_lease()
+                        .await
+                        .map_err(|e| JobError::msg(e.to_string()))?;
                 }
                 Ok::<_, JobError>(())
             })
