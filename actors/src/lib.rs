@@ -41,6 +41,8 @@ mod recurring;
 pub mod redis_pool;
 mod runtime;
 mod supervisor;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod wake;
 mod worker;
 
