@@ -112,6 +112,26 @@ impl<E> From<SubmitError> for WeirError<E> {
     }
 }
 
+/// Who a call is for and what it is expected to cost: what the layer's user function
+/// returns (a bare [`TenantId`] converts, with no cost estimate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// The tenant the job runs for (fair share, tenant quotas).
+    pub tenant: TenantId,
+    /// The estimate charged against cost budgets (the job runs the inner service, which
+    /// cannot report an actual cost, so the estimate is what is charged); 0 for none.
+    pub estimated_cost: u64,
+}
+
+impl From<TenantId> for Call {
+    fn from(tenant: TenantId) -> Self {
+        Call {
+            tenant,
+            estimated_cost: 0,
+        }
+    }
+}
+
 /// Runs each call of the wrapped service as a weir job (see the module docs).
 pub struct WeirLayer<F> {
     runtime: Runtime,
@@ -139,7 +159,7 @@ impl<F> fmt::Debug for WeirLayer<F> {
 
 impl<F> WeirLayer<F> {
     /// Calls go to `resource` of `runtime`, each for the tenant `tenant_of` reads from
-    /// the request.
+    /// the request (a [`TenantId`], or a [`Call`] with a cost estimate).
     pub fn new(runtime: Runtime, resource: impl Into<ResourceId>, tenant_of: F) -> Self {
         Self {
             runtime,
@@ -186,13 +206,14 @@ impl<S, F> fmt::Debug for WeirService<S, F> {
 /// The response future of [`WeirService`].
 pub type ResponseFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, WeirError<E>>> + Send>>;
 
-impl<S, F, Req> Service<Req> for WeirService<S, F>
+impl<S, F, C, Req> Service<Req> for WeirService<S, F>
 where
     S: Service<Req> + Clone + Send + 'static,
     S::Response: Send + 'static,
     S::Error: fmt::Display + Send + 'static,
     S::Future: 'static,
-    F: Fn(&Req) -> TenantId,
+    F: Fn(&Req) -> C,
+    C: Into<Call>,
     Req: Send + 'static,
 {
     type Response = S::Response;
@@ -204,7 +225,11 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let tenant = (self.layer.tenant_of)(&req);
+        let call: Call = (self.layer.tenant_of)(&req).into();
+        let mut spec = JobSpec::new(call.tenant, self.layer.resource.clone());
+        if call.estimated_cost > 0 {
+            spec = spec.estimated_cost(call.estimated_cost);
+        }
         let resource = self.layer.resource.clone();
         let runtime = self.layer.runtime.clone();
         // The clone that was made ready is the one called (tower's usual swap).
@@ -214,7 +239,7 @@ where
         // the breaker and the stats count the failure.
         let stash: Arc<Mutex<Option<S::Error>>> = Arc::default();
         let put = stash.clone();
-        let submitted = runtime.submit(JobSpec::new(tenant, resource.clone()), move |_ctx| async move {
+        let submitted = runtime.submit(spec, move |_ctx| async move {
             let ready = futures::future::poll_fn(|cx| inner.poll_ready(cx)).await;
             let result = match ready {
                 Ok(()) => inner.call(req).await,
