@@ -187,6 +187,12 @@ impl Runtime {
         Ok(ticket)
     }
 
+    /// True while the runtime takes submissions: false once a shutdown began (a health
+    /// check's "runtime stopped").
+    pub fn is_running(&self) -> bool {
+        self.inner.link.is_open()
+    }
+
     /// Jobs accepted and not yet started or ended (what `max_queued` bounds).
     pub fn waiting(&self) -> u64 {
         self.inner.link.waiting()

@@ -176,6 +176,11 @@ impl Link {
     }
 
     /// Reserves room for `n` waiting jobs, or refuses.
+    /// False once the runtime shuts down (submissions are refused from then on).
+    pub(crate) fn is_open(&self) -> bool {
+        !self.shared.closed.load(Ordering::Acquire)
+    }
+
     /// Refuses a submission of at least `n` jobs that could never be accepted, before
     /// anything is built for them.
     pub(crate) fn precheck(&self, n: u64) -> Result<(), SubmitError> {
