@@ -226,3 +226,50 @@ fn each_kind_of_bad_request_gets_its_400_and_random_requests_never_fail_the_serv
         .unwrap();
     rt.block_on(runtime.shutdown(Duration::from_secs(1)));
 }
+
+#[path = "common/redis_server.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod redis_server;
+
+/// /health turns 503 naming the backend when a `fail_closed` Redis backend is stopped,
+/// and 200 again when it returns. Uses its own resource and no jobs, so it leaves the
+/// counters of the test above alone.
+#[test]
+fn health_turns_503_while_a_fail_closed_redis_backend_is_down() {
+    let mut redis = redis_server::RedisServer::start();
+    runtime().block_on(async {
+        let config = weir::Config::from_toml_str(&format!(
+            "[backends.shared]\nbackend = \"redis\"\nurl = \"{}\"\non_failure = \"fail_closed\"\n",
+            redis.url()
+        ))
+        .unwrap();
+        let runtime = Runtime::start(config).unwrap();
+        let settings = app::Settings {
+            latency: Duration::from_millis(5),
+            max_body: 64,
+        };
+        let router = app::router(runtime.clone(), recorder(), settings);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let client = reqwest::Client::new();
+        let health = || async {
+            let r = client.get(&url).send().await.unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap())
+        };
+        let (status, body) = health().await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["checks"]["backend:shared"], "ok");
+
+        redis.stop();
+        let (status, body) = health().await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["checks"]["backend:shared"], "unreachable (fail_closed)");
+
+        redis.restart();
+        let (status, body) = health().await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        runtime.shutdown(Duration::from_secs(1)).await;
+    });
+}

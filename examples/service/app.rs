@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde_json::json;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt};
+use weir::config::{BackendKind, FailurePolicy};
 use weir::{BreakerState, TenantId};
 use weir_actors::tower::{Call, WeirError, WeirLayer};
 use weir_actors::Runtime;
@@ -207,6 +208,22 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     let running = app.runtime.is_running();
     checks.insert("runtime".into(), json!(if running { "ok" } else { "stopped" }));
     healthy &= running;
+    // A shared slot backend that fails closed grants nothing while Redis is down: the
+    // service cannot serve that resource, so it is unhealthy. (One under
+    // fail_open_local still serves, within its local cap.)
+    for (name, b) in &app.runtime.config().backends {
+        if b.backend != BackendKind::Redis || b.on_failure != FailurePolicy::FailClosed {
+            continue;
+        }
+        let reachable = redis_answers(&b.url).await;
+        let check = if reachable {
+            "ok"
+        } else {
+            "unreachable (fail_closed)"
+        };
+        checks.insert(format!("backend:{name}"), json!(check));
+        healthy &= reachable;
+    }
     for (name, r) in &stats.resources {
         if r.resilience.breaker == Some(BreakerState::Open) {
             checks.insert(format!("breaker:{name}"), json!("open"));
@@ -220,6 +237,19 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(json!({ "status": status, "checks": checks }))).into_response()
+}
+
+/// True when the Redis server at `url` answers PING within half a second.
+async fn redis_answers(url: &str) -> bool {
+    let ping = async {
+        let client = redis::Client::open(url).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await.ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), ping).await,
+        Ok(Some(_))
+    )
 }
 
 async fn metrics_text(State(app): State<Arc<App>>) -> Response {
