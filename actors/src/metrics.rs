@@ -105,7 +105,7 @@ impl TenantLabels {
 
 /// The supervisor's metrics state (see the module docs).
 pub(crate) struct Metrics {
-    resources: HashMap<ResourceId, PerResource>,
+    resources: Vec<(ResourceId, PerResource)>,
     refusals: HashMap<String, Counter>,
     tenants: Option<TenantLabels>,
     published_at: Option<Duration>,
@@ -115,7 +115,7 @@ impl Metrics {
     pub(crate) fn new(config: &weir::Config) -> Self {
         let max = config.metrics.tenant_labels as usize;
         Self {
-            resources: HashMap::new(),
+            resources: Vec::new(),
             refusals: HashMap::new(),
             tenants: (max > 0).then(|| TenantLabels {
                 max,
@@ -127,9 +127,17 @@ impl Metrics {
     }
 
     fn of(&mut self, resource: &ResourceId) -> &PerResource {
-        self.resources
-            .entry(resource.clone())
-            .or_insert_with(|| PerResource::new(resource))
+        // A short list scanned by name: services have a handful of resources, and this
+        // is cheaper per job than hashing the name.
+        let i = match self.resources.iter().position(|(r, _)| r == resource) {
+            Some(i) => i,
+            None => {
+                self.resources
+                    .push((resource.clone(), PerResource::new(resource)));
+                self.resources.len() - 1
+            }
+        };
+        &self.resources[i].1
     }
 
     /// A job of `resource` was granted a slot after waiting `waited`.

@@ -153,16 +153,15 @@ impl Supervisor {
                 return;
             }
         }
-        // Read before the core forgets the job; counted only if the core takes the report.
-        let ended = self.core.resource_of(msg.key).cloned().map(|resource| {
+        // Read before the core forgets the job, without cloning its names (this runs per
+        // job). A stale or repeated report names no live job and is not counted.
+        if let Some(resource) = self.core.resource_of(msg.key) {
             let ran = self.core.held_since(msg.key).map(|t| now.saturating_sub(t));
-            (resource, self.core.tenant_of(msg.key).cloned(), ran)
-        });
+            self.metrics
+                .ended(resource, self.core.tenant_of(msg.key), ran, msg.kind);
+        }
         match self.core.complete(msg.key, msg.kind, now) {
             Ok(()) => {
-                if let Some((resource, tenant, ran)) = ended {
-                    self.metrics.ended(&resource, tenant.as_ref(), ran, msg.kind);
-                }
                 if let Some(state) = &mut self.shutdown {
                     if state.deadline_passed {
                         state.report.cancelled_running += 1;
