@@ -30,8 +30,9 @@ use crate::config::resilience::BreakerConfig;
 /// Buckets of the sliding window.
 pub(crate) const BUCKETS: usize = 20;
 
-/// The state of a breaker.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// The state of a breaker; serialized as `"closed"`, `"open"` or `"half_open"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     /// Calls flow; outcomes are counted.
     #[default]

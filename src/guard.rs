@@ -12,8 +12,9 @@ use crate::jitter::Jitter;
 use crate::job::{OutcomeKind, ResourceId};
 use crate::limit::rate::RateLimit;
 
-/// Resilience counters of one resource, in [`crate::ResourceSnapshot::resilience`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Resilience counters of one resource, in [`crate::ResourceSnapshot::resilience`]
+/// (serialized with these field names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ResilienceStats {
     /// The breaker's state, if the resource has one.
     pub breaker: Option<BreakerState>,

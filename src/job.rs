@@ -52,6 +52,12 @@ macro_rules! label {
             }
         }
 
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
                 Self::new(s)

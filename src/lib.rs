@@ -47,6 +47,7 @@ mod pool;
 mod recurring;
 mod retry;
 mod scheduler;
+mod serde_secs;
 pub mod sim;
 mod stats;
 mod tenant_ledger;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
 
 use crate::job::{OutcomeKind, TenantId};
 pub use crate::tenant_ledger::TenantFairness;
@@ -69,19 +70,26 @@ impl ResourceStats {
 }
 
 /// Latency percentiles (from hdrhistogram, microsecond resolution).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// Serialized with these field names, durations as seconds (`0.0125`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Percentiles {
     /// Samples recorded.
     pub count: u64,
     /// Median.
+    #[serde(serialize_with = "crate::serde_secs::secs")]
     pub p50: Duration,
     /// 90th percentile.
+    #[serde(serialize_with = "crate::serde_secs::secs")]
     pub p90: Duration,
     /// 99th percentile.
+    #[serde(serialize_with = "crate::serde_secs::secs")]
     pub p99: Duration,
     /// 99.9th percentile.
+    #[serde(serialize_with = "crate::serde_secs::secs")]
     pub p999: Duration,
     /// Largest sample.
+    #[serde(serialize_with = "crate::serde_secs::secs")]
     pub max: Duration,
 }
 
@@ -100,8 +108,8 @@ impl Percentiles {
     }
 }
 
-/// Counts per terminal outcome.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Counts per terminal outcome (serialized with these field names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct OutcomeCounts {
     /// Completed jobs.
     pub completed: u64,
@@ -142,8 +150,8 @@ impl OutcomeCounts {
     }
 }
 
-/// A point-in-time view of one resource.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A point-in-time view of one resource (serialized with these field names).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ResourceSnapshot {
     /// Slots configured (`max_concurrent`; the ceiling of an adaptive limit).
     pub cap: u32,
@@ -175,9 +183,17 @@ pub struct ResourceSnapshot {
 }
 
 /// A point-in-time view of the whole runtime, per resource.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Serialized with these field names, durations as seconds:
+///
+/// ```
+/// let json = serde_json::to_value(weir::StatsSnapshot::default()).unwrap();
+/// assert_eq!(json, serde_json::json!({ "at": 0.0, "resources": {} }));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct StatsSnapshot {
     /// Scheduler time at which the snapshot was taken.
+    #[serde(serialize_with = "crate::serde_secs::secs")]
     pub at: Duration,
     /// Per resource, by name.
     pub resources: BTreeMap<String, ResourceSnapshot>,

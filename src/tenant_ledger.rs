@@ -79,7 +79,9 @@ pub(crate) struct TenantLedger {
 }
 
 /// Fairness figures of one resource, in [`crate::ResourceSnapshot::fairness`].
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Serialized with these field names; `worst_p99_wait` as `{"tenant": .., "wait": secs}`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct TenantFairness {
     /// Jain's index over the tenants' slot-time while backlogged, weighted by what each
     /// was owed (see the `tenant_ledger` module docs: 1.0 is a perfectly fair share);
@@ -87,6 +89,7 @@ pub struct TenantFairness {
     pub jain_index: Option<f64>,
     /// The tenant with the largest p99 wait for a slot over one activity period, and
     /// that wait (2 significant figures).
+    #[serde(serialize_with = "crate::serde_secs::tenant_wait")]
     pub worst_p99_wait: Option<(TenantId, Duration)>,
     /// Tenants with jobs waiting for or holding a slot now (the entries kept).
     pub active_tenants: usize,

@@ -89,14 +89,12 @@ fn run(c: Cascade) -> Run {
             let (job, handle) = Job::new(
                 JobSpec::new(format!("org-{o}"), org_resource),
                 move |ctx: JobContext| async move {
-                    let kids = ctx
-                        .spawn(children.into_iter().map(|latency| {
-                            let store = store.clone();
-                            (ctx.child_spec("db"), move |_| async move {
-                                store.query(latency).await
-                            })
-                        }))
-                        .map_err(|e| JobError::msg(e.to_string()))?;
+                    let kids = ctx.spawn(children.into_iter().map(|latency| {
+                        let store = store.clone();
+                        (ctx.child_spec("db"), move |_| async move {
+                            store.query(latency).await
+                        })
+                    }))?;
                     Ok::<_, JobError>(ctx.join(kids).await.len())
                 },
             );

@@ -234,20 +234,18 @@ fn run_case(w: Workload, totals: &Totals) -> Result<(), TestCaseError> {
                 let submitted = if parent {
                     let children = p.children.clone();
                     runtime.submit(JobSpec::new(tenant, "orgs"), move |ctx: JobContext| async move {
-                        let kids = ctx
-                            .spawn(children.into_iter().map(|(fault, latency)| {
-                                (
-                                    ctx.child_spec("reports"),
-                                    leaf_body(
-                                        reports.clone(),
-                                        fault,
-                                        false,
-                                        Duration::from_millis(latency),
-                                        lease,
-                                    ),
-                                )
-                            }))
-                            .map_err(|e| JobError::msg(e.to_string()))?;
+                        let kids = ctx.spawn(children.into_iter().map(|(fault, latency)| {
+                            (
+                                ctx.child_spec("reports"),
+                                leaf_body(
+                                    reports.clone(),
+                                    fault,
+                                    false,
+                                    Duration::from_millis(latency),
+                                    lease,
+                                ),
+                            )
+                        }))?;
                         let n = ctx.join(kids).await.len();
                         Ok::<_, JobError>(n as u32)
                     })

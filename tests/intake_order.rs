@@ -61,9 +61,8 @@ fn parents_that_park_and_end_at_once_return_every_slot_once() {
             .map(|i| {
                 runtime
                     .submit(JobSpec::new(format!("org-{i}"), "orgs"), |ctx| async move {
-                        let children = ctx
-                            .spawn([(ctx.child_spec("store"), |_ctx| async { Ok::<_, JobError>(()) })])
-                            .map_err(|e| JobError::msg(e.to_string()))?;
+                        let children =
+                            ctx.spawn([(ctx.child_spec("store"), |_ctx| async { Ok::<_, JobError>(()) })])?;
                         // Parks, unparks when the child is done, and ends right after.
                         let outcomes = ctx.join(children).await;
                         Ok::<_, JobError>(outcomes.len())

@@ -42,16 +42,14 @@ fn incident(
             let (job, handle) = Job::new(
                 JobSpec::new(format!("org-{org}"), "orgs").kind("org"),
                 move |ctx| async move {
-                    let children = ctx
-                        .spawn((0..projections).map(|p| {
-                            let store = store.clone();
-                            let latency = Duration::from_millis(200 + u64::from(p % 7) * 50);
-                            (
-                                ctx.child_spec("store").kind("projection"),
-                                move |_ctx| async move { store.query(latency).await },
-                            )
-                        }))
-                        .map_err(|e| JobError::msg(e.to_string()))?;
+                    let children = ctx.spawn((0..projections).map(|p| {
+                        let store = store.clone();
+                        let latency = Duration::from_millis(200 + u64::from(p % 7) * 50);
+                        (
+                            ctx.child_spec("store").kind("projection"),
+                            move |_ctx| async move { store.query(latency).await },
+                        )
+                    }))?;
                     let outcomes = ctx.join(children).await;
                     Ok::<_, JobError>(outcomes.iter().filter(|o| o.is_completed()).count())
                 },

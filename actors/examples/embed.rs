@@ -43,13 +43,11 @@ async fn main() {
         let (job, handle) = Job::new(
             JobSpec::new(format!("org-{org}"), "orgs").kind("org"),
             move |ctx: JobContext| async move {
-                let projections = ctx
-                    .spawn((0..30u32).map(|p| {
-                        let store = store.clone();
-                        let spec = ctx.child_spec("store").kind("projection");
-                        (spec, move |_ctx| async move { store.query(org, p).await })
-                    }))
-                    .map_err(|e| JobError::msg(e.to_string()))?;
+                let projections = ctx.spawn((0..30u32).map(|p| {
+                    let store = store.clone();
+                    let spec = ctx.child_spec("store").kind("projection");
+                    (spec, move |_ctx| async move { store.query(org, p).await })
+                }))?;
                 // The organisation job gives its slot back while it waits.
                 let results = ctx.join(projections).await;
                 Ok::<_, JobError>(results.iter().filter(|o| o.is_completed()).count())

@@ -297,9 +297,7 @@ where
                 actix_rt::spawn(async move { answer(handle.await, waiters) });
             }
             Err(SubmitError::ShuttingDown) => answer(Outcome::Cancelled, waiters),
-            Err(e @ SubmitError::QueueFull { .. }) => {
-                answer(Outcome::Failed(JobError::msg(e.to_string())), waiters)
-            }
+            Err(e) => answer(Outcome::Failed(e.into()), waiters),
         }
     }
 

@@ -19,8 +19,7 @@
 //!             let children = ctx
 //!                 .spawn((0..3u32).map(|p| {
 //!                     (ctx.child_spec("store"), move |_ctx| async move { Ok::<_, JobError>(p * 10) })
-//!                 }))
-//!                 .map_err(|e| JobError::msg(e.to_string()))?;
+//!                 }))?;
 //!             let outcomes = ctx.join(children).await;
 //!             Ok::<_, JobError>(outcomes.iter().filter(|o| o.is_completed()).count())
 //!         })
@@ -37,11 +36,14 @@ mod coalescer;
 mod config;
 mod failpoints;
 mod job;
+mod metrics;
 mod recurring;
 pub mod redis_pool;
 mod runtime;
 mod supervisor;
 mod sync;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod wake;
 mod worker;
 
@@ -54,3 +56,5 @@ pub use job::Job;
 pub use recurring::RecurringChecks;
 pub use runtime::{Runtime, StartError};
 pub use supervisor::ShutdownReport;
+/// Re-exported for [`JobHandle::cancel_on`] and [`JobContext::cancellation_token`].
+pub use tokio_util::sync::CancellationToken;

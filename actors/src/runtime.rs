@@ -189,6 +189,12 @@ impl Runtime {
         Ok(ticket)
     }
 
+    /// True while the runtime takes submissions: false once a shutdown began (a health
+    /// check's "runtime stopped").
+    pub fn is_running(&self) -> bool {
+        self.inner.link.is_open()
+    }
+
     /// Jobs accepted and not yet started or ended (what `max_queued` bounds).
     pub fn waiting(&self) -> u64 {
         self.inner.link.waiting()
@@ -196,6 +202,10 @@ impl Runtime {
 
     /// A statistics snapshot per resource. After [`Runtime::shutdown`] has resolved it is
     /// the last snapshot the supervisor took (every job ended, every slot free).
+    ///
+    /// It also brings the exported metrics' counters and gauges up to date (the
+    /// supervisor otherwise publishes them at most once a second while it works), so a
+    /// `/metrics` route that calls this first serves exact counts.
     pub async fn stats(&self) -> StatsSnapshot {
         match self.inner.supervisor.send(GetStats).await {
             Ok(snapshot) => snapshot,

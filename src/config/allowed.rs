@@ -53,6 +53,8 @@ pub const QUANTUM: Count = Count {
 };
 /// `runtime.worker_threads`.
 pub const WORKER_THREADS: Count = Count { min: 0, max: 1024 };
+/// `metrics.tenant_labels`: tenants named on the per-tenant series.
+pub const TENANT_LABELS: Count = Count { min: 0, max: 1000 };
 /// `tenants.NAME.weight`.
 pub const WEIGHT: Count = Count { min: 1, max: 1000 };
 
@@ -222,6 +224,7 @@ pub fn for_path(path: &str) -> Option<String> {
         "runtime.worker_threads" => whole(WORKER_THREADS),
         "runtime.own_thread" | "resources.*.call_budget.include_children" => "true or false".into(),
         "tenants.*.weight" => whole(WEIGHT),
+        "metrics.tenant_labels" => whole(TENANT_LABELS),
 
         "resources.*.fallback" => FALLBACK.into(),
         "resources.*.rate_limit.requests" => whole(RATE_LIMIT_REQUESTS),

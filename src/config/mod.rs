@@ -6,7 +6,7 @@
 //! strings (`"300s"`, `"2s"`, `"150ms"`).
 //!
 //! One file per section (`scheduler`, `runtime`, `resources`, `tenants`, `resilience`,
-//! `quota`, `backend`, `coalesce`), each with its struct and its checks. The range each
+//! `quota`, `backend`, `coalesce`, `metrics`), each with its struct and its checks. The range each
 //! field allows is a value in [`allowed`] (a [`Count`], [`Span`] or [`Real`]): the
 //! section's check uses it, the error describes it, and a loader asks [`allowed::for_path`]
 //! for the same text, so the three cannot drift apart. The policies that use these
@@ -21,6 +21,7 @@ pub mod allowed;
 mod backend;
 mod coalesce;
 mod error;
+mod metrics;
 mod quota;
 mod range;
 pub mod resilience;
@@ -34,6 +35,7 @@ pub use adaptive::{AdaptiveAlgorithm, AdaptiveConfig};
 pub use backend::{BackendConfig, BackendKind, FailurePolicy};
 pub use coalesce::CoalesceConfig;
 pub use error::ConfigError;
+pub use metrics::MetricsConfig;
 pub use quota::{QuotaConfig, QuotaScope, WindowConfig};
 pub use range::{Count, Real, Span};
 pub use resources::{ResourceConfig, ResourceSettings};
@@ -64,6 +66,8 @@ pub struct Config {
     pub quotas: BTreeMap<String, QuotaConfig>,
     /// Slot backend per resource name (in-process unless set; see [`BackendConfig`]).
     pub backends: BTreeMap<String, BackendConfig>,
+    /// What the runtime exports through the `metrics` facade (`[metrics]`).
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -108,6 +112,7 @@ impl Config {
             c.validate(kind)?;
         }
         self.intervals.validate("intervals")?;
+        self.metrics.validate()?;
         Ok(())
     }
 

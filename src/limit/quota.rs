@@ -73,14 +73,16 @@ impl From<QuotaRefusal> for SkipReason {
     }
 }
 
-/// One window's usage at an instant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One window's usage at an instant (serialized with these field names, durations as
+/// seconds).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct WindowUsage {
     /// The quota's name.
     pub quota: String,
     /// Whose admissions it counts.
     pub scope: QuotaScope,
     /// The window's length.
+    #[serde(serialize_with = "crate::serde_secs::secs")]
     pub window: Duration,
     /// Admissions inside the window now.
     pub current: u32,
@@ -89,17 +91,20 @@ pub struct WindowUsage {
     /// `limit - current`.
     pub remaining: u32,
     /// Time until `current` falls to zero (the newest admission leaves the window).
+    #[serde(serialize_with = "crate::serde_secs::secs")]
     pub reset: Duration,
 }
 
-/// One cost budget's usage at an instant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One cost budget's usage at an instant (serialized with these field names, durations
+/// as seconds).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct CostUsage {
     /// The quota's name.
     pub quota: String,
     /// Whose cost it counts.
     pub scope: QuotaScope,
     /// The budget's window.
+    #[serde(serialize_with = "crate::serde_secs::secs")]
     pub window: Duration,
     /// Charged (actual costs of ended jobs) inside the window.
     pub spent: u64,
@@ -111,10 +116,12 @@ pub struct CostUsage {
     pub remaining: u64,
 }
 
-/// A tenant's usage of every quota that applies to it (its own and the global ones).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A tenant's usage of every quota that applies to it (its own and the global ones);
+/// serialized with these field names, durations as seconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct UsageSnapshot {
     /// When it was taken (time since the runtime started).
+    #[serde(serialize_with = "crate::serde_secs::secs")]
     pub at: Duration,
     /// Every window, tenant-scoped first, in quota-name order.
     pub windows: Vec<WindowUsage>,
@@ -342,6 +349,8 @@ pub struct Quotas {
     global: Usage,
     /// `(could be dropped at, tenant)`, one entry per tracked tenant.
     idle: BinaryHeap<Reverse<(u64, TenantId)>>,
+    /// Admissions so far (each passed every quota that applies to it).
+    admitted: u64,
 }
 
 impl Quotas {
@@ -395,7 +404,14 @@ impl Quotas {
             };
             self.tenant_rules.record(usage, estimate, t);
         }
+        self.admitted += 1;
         Ok(())
+    }
+
+    /// Jobs admitted so far while any quota is configured (each counted in every window
+    /// and budget that applies to it); refusals are reported one by one as skips.
+    pub fn admitted(&self) -> u64 {
+        self.admitted
     }
 
     /// A job admitted with `estimate` ended having cost `actual` (the estimate when it

@@ -342,6 +342,17 @@ impl<T> Scheduler<T> {
         self.live(key).map(|e| &e.tenant)
     }
 
+    /// When a live job that holds a slot was granted it (time since start); `None` for a
+    /// job that holds none (waiting, deferred, parked). For the shell's run-time metric.
+    pub fn held_since(&self, key: JobKey) -> Option<Duration> {
+        let entry = self.live(key)?;
+        match entry.stage {
+            Stage::Running { granted_at } | Stage::Overdue { granted_at } => Some(granted_at),
+            Stage::LeaseWait { .. } => Some(entry.granted_at()),
+            _ => None,
+        }
+    }
+
     /// Attempts granted to a live job so far.
     pub fn attempts(&self, key: JobKey) -> Option<u32> {
         self.live(key).map(|e| e.attempts)

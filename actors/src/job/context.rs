@@ -15,6 +15,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use weir::{JobError, JobKey, JobSpec, LeaseError, Outcome, ResourceId, TenantId};
 
 use super::budget::CallBudget;
@@ -151,6 +152,10 @@ impl JobContext {
     }
 
     /// Submits children, released in fan-out batches (`org_batch_size`, `batch_delay`).
+    ///
+    /// A refusal ([`SubmitError`]) converts into [`JobError`], so `?` works in a body.
+    /// When the iterator knows how many children it yields (a range, a `Vec`), a spawn
+    /// that `max_queued` cannot take is refused before any child's body is built.
     pub fn spawn<T, F, Fut>(
         &self,
         children: impl IntoIterator<Item = (JobSpec, F)>,
@@ -160,10 +165,10 @@ impl JobContext {
         Fut: Future<Output = Result<T, JobError>> + 'static,
         T: Send + 'static,
     {
-        let (jobs, handles): (Vec<Job>, Vec<JobHandle<T>>) = children
-            .into_iter()
-            .map(|(spec, body)| Job::new(spec, body))
-            .unzip();
+        let children = children.into_iter();
+        self.link.precheck(children.size_hint().0 as u64)?;
+        let (jobs, handles): (Vec<Job>, Vec<JobHandle<T>>) =
+            children.map(|(spec, body)| Job::new(spec, body)).unzip();
         let shared = self.budget.as_ref().filter(|b| b.include_children());
         let jobs = jobs
             .into_iter()
@@ -244,6 +249,56 @@ impl JobContext {
             Err(e) if e.is_panic() => Err(JobError::Panicked(super::body::panic_message(&*e.into_panic()))),
             Err(e) => Err(JobError::RuntimeStopped(format!("blocking section: {e}"))),
         }
+    }
+
+    /// A token that is cancelled when this job is asked to stop: its lease expired, its
+    /// handle (or a token it was tied to with [`JobHandle::cancel_on`]) cancelled it, the
+    /// runtime shuts down, or its shared lease was lost.
+    ///
+    /// The body's own future is dropped at that moment, so the token serves work the body
+    /// handed elsewhere: a task it spawned, a blocking section
+    /// ([`JobContext::run_blocking_with_token`]), a client that takes a token.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.stop.token()
+    }
+
+    /// Resolves when this job is asked to stop (see [`JobContext::cancellation_token`]).
+    pub fn cancelled(&self) -> WaitForCancellationFutureOwned {
+        self.cancellation_token().cancelled_owned()
+    }
+
+    /// [`JobContext::run_blocking`] for code that can stop early: `f` gets a token that
+    /// is cancelled when the job is asked to stop, polls it, and returns. The job's slot
+    /// comes back as soon as `f` returns.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use weir::{Config, JobError, JobSpec, Outcome};
+    /// # actix_rt::System::new().block_on(async {
+    /// let runtime = weir_actors::Runtime::start(Config::default()).unwrap();
+    /// let job = runtime
+    ///     .submit(JobSpec::new("acme", "legacy-db"), |ctx| async move {
+    ///         ctx.run_blocking_with_token(|token| {
+    ///             let mut rows = 0;
+    ///             while rows < 1_000 && !token.is_cancelled() {
+    ///                 rows += 1; // one row of a long synchronous scan
+    ///             }
+    ///             rows
+    ///         })
+    ///         .await
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(job.await, Outcome::Completed(1_000));
+    /// # runtime.shutdown(Duration::from_secs(1)).await;
+    /// # });
+    /// ```
+    pub async fn run_blocking_with_token<R, F>(&self, f: F) -> Result<R, JobError>
+    where
+        F: FnOnce(CancellationToken) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let token = self.cancellation_token();
+        self.run_blocking(move || f(token)).await
     }
 
     /// Waits for children without holding a slot: the slot is given back while waiting

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use weir::{JobError, Outcome};
 
 use super::link::Link;
@@ -39,6 +40,9 @@ impl Canceller {
 pub struct JobHandle<T> {
     rx: oneshot::Receiver<Outcome<T>>,
     canceller: Canceller,
+    /// The caller's token ([`JobHandle::cancel_on`]); polled with the outcome, taken
+    /// once it fires.
+    token: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 impl<T> JobHandle<T> {
@@ -46,7 +50,41 @@ impl<T> JobHandle<T> {
         Self {
             rx,
             canceller: Canceller::new(stop, None),
+            token: None,
         }
+    }
+
+    /// Ties the job to the caller's `token`: when it is cancelled the job is cancelled
+    /// as by [`JobHandle::cancel`] (not started: `Cancelled` without running; running:
+    /// its future is dropped, its blocking sections see
+    /// [`JobContext::cancellation_token`](crate::JobContext::cancellation_token), its
+    /// slot comes back).
+    ///
+    /// The token is watched while the handle is awaited (no task is spawned per job),
+    /// so a dropped handle no longer cancels on it.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tokio_util::sync::CancellationToken;
+    /// # use weir::{Config, JobError, JobSpec, Outcome};
+    /// # actix_rt::System::new().block_on(async {
+    /// let runtime = weir_actors::Runtime::start(Config::default()).unwrap();
+    /// let request = CancellationToken::new(); // e.g. the client went away
+    /// let job = runtime
+    ///     .submit(JobSpec::new("acme", "store"), |_ctx| async {
+    ///         tokio::time::sleep(Duration::from_secs(60)).await;
+    ///         Ok::<_, JobError>(())
+    ///     })
+    ///     .unwrap()
+    ///     .cancel_on(request.clone());
+    /// request.cancel();
+    /// assert_eq!(job.await, Outcome::Cancelled);
+    /// # runtime.shutdown(Duration::from_secs(1)).await;
+    /// # });
+    /// ```
+    pub fn cancel_on(mut self, token: CancellationToken) -> Self {
+        self.token = Some(Box::pin(token.cancelled_owned()));
+        self
     }
 
     /// The job was submitted through `link`: a cancel now reaches the supervisor.
@@ -80,6 +118,12 @@ impl<T> Future for JobHandle<T> {
     type Output = Outcome<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(token) = &mut self.token {
+            if token.as_mut().poll(cx).is_ready() {
+                self.token = None;
+                self.canceller.cancel();
+            }
+        }
         Pin::new(&mut self.rx)
             .poll(cx)
             .map(|r| r.unwrap_or_else(|_| lost()))

@@ -34,9 +34,36 @@ pub enum SubmitError {
         /// The configured bound.
         max_queued: u64,
     },
+    /// More jobs asked for at once than `max_queued` lets wait at all: no wait makes
+    /// room for them. Refused before their bodies are built when the iterator knows its
+    /// length.
+    #[error("{asked} jobs asked for at once, more than max_queued ({max_queued}) can ever hold; submit them in parts or raise scheduler.max_queued")]
+    TooMany {
+        /// Jobs in the one submission.
+        asked: u64,
+        /// The configured bound.
+        max_queued: u64,
+    },
     /// The runtime is shutting down or stopped.
     #[error("the runtime is shutting down")]
     ShuttingDown,
+}
+
+/// `?` on a refused spawn or submit inside a job body: the job fails with the refusal's
+/// text.
+///
+/// ```
+/// use weir::JobError;
+/// use weir_actors::SubmitError;
+///
+/// let refusal = SubmitError::TooMany { asked: 2_000_000, max_queued: 1_000_000 };
+/// let error = JobError::from(refusal);
+/// assert!(error.to_string().starts_with("2000000 jobs asked for at once, more than max_queued (1000000)"));
+/// ```
+impl From<SubmitError> for weir::JobError {
+    fn from(e: SubmitError) -> Self {
+        weir::JobError::msg(e.to_string())
+    }
 }
 
 /// A job on its way into the supervisor's core.
@@ -151,11 +178,36 @@ impl Link {
     }
 
     /// Reserves room for `n` waiting jobs, or refuses.
+    /// False once the runtime shuts down (submissions are refused from then on).
+    pub(crate) fn is_open(&self) -> bool {
+        !self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Refuses a submission of at least `n` jobs that could never be accepted, before
+    /// anything is built for them.
+    pub(crate) fn precheck(&self, n: u64) -> Result<(), SubmitError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let max_queued = self.shared.max_queued;
+        if n > max_queued {
+            return Err(SubmitError::TooMany { asked: n, max_queued });
+        }
+        let queued = self.waiting();
+        if queued.saturating_add(n) > max_queued {
+            return Err(SubmitError::QueueFull { queued, max_queued });
+        }
+        Ok(())
+    }
+
     fn reserve(&self, n: u64) -> Result<(), SubmitError> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
         let max_queued = self.shared.max_queued;
+        if n > max_queued {
+            return Err(SubmitError::TooMany { asked: n, max_queued });
+        }
         let before = self.shared.waiting.fetch_add(n, Ordering::AcqRel);
         if before + n > max_queued {
             self.shared.waiting.fetch_sub(n, Ordering::AcqRel);

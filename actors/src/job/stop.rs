@@ -18,6 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use futures::task::AtomicWaker;
+use tokio_util::sync::CancellationToken;
 use weir::{JobKey, OutcomeKind};
 
 const RUNNING: u8 = 0;
@@ -58,6 +59,9 @@ pub(crate) struct Stop {
     blocking: AtomicU32,
     /// Woken when `blocking` drops to zero.
     idle: tokio::sync::Notify,
+    /// Cancelled with the stop; created only for a job that asks for it
+    /// (`JobContext::cancellation_token`), so other jobs pay no allocation.
+    token: OnceLock<CancellationToken>,
 }
 
 impl Stop {
@@ -74,8 +78,24 @@ impl Stop {
             .is_ok();
         if set {
             self.waker.wake();
+            // Pairs with the fence in `token`: either this sees the token, or `token`
+            // sees the reason, so a token is never left uncancelled after a stop.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if let Some(token) = self.token.get() {
+                token.cancel();
+            }
         }
         set
+    }
+
+    /// A token cancelled when the job is asked to stop (already cancelled if it was).
+    pub(crate) fn token(&self) -> CancellationToken {
+        let token = self.token.get_or_init(CancellationToken::new).clone();
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.reason().is_some() {
+            token.cancel();
+        }
+        token
     }
 
     pub(crate) fn reason(&self) -> Option<StopReason> {

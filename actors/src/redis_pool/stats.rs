@@ -61,8 +61,9 @@ impl BackendStats {
     }
 }
 
-/// A point-in-time view of one resource's slot backend ([`crate::Runtime::backend_stats`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A point-in-time view of one resource's slot backend ([`crate::Runtime::backend_stats`]);
+/// serialized with these field names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BackendSnapshot {
     /// Which backend grants the resource's slots.
     pub backend: BackendKind,

@@ -161,6 +161,13 @@ impl Supervisor {
                 return;
             }
         }
+        // Read before the core forgets the job, without cloning its names (this runs per
+        // job). A stale or repeated report names no live job and is not counted.
+        if let Some(resource) = self.core.resource_of(msg.key) {
+            let ran = self.core.held_since(msg.key).map(|t| now.saturating_sub(t));
+            self.metrics
+                .ended(resource, self.core.tenant_of(msg.key), ran, msg.kind);
+        }
         match self.core.complete(msg.key, msg.kind, now) {
             Ok(()) => {
                 if let Some(state) = &mut self.shutdown {

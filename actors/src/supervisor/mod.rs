@@ -37,6 +37,7 @@ use crate::job::inbox::Intake;
 use crate::job::link::{Drain, Link};
 use crate::job::slot::SlotReturn;
 use crate::job::stop::{Stop, StopReason};
+use crate::metrics::Metrics;
 use crate::redis_pool::SharedSlots;
 use crate::wake::Wake;
 use crate::worker::{Run, WorkerPool};
@@ -87,6 +88,8 @@ pub(crate) struct Supervisor {
     shared: SharedSlots,
     /// The inbox's last batch, kept empty between drains for its capacity.
     intake: Vec<Intake>,
+    /// What goes out through the `metrics` facade (see `crate::metrics`).
+    metrics: Metrics,
 }
 
 impl Supervisor {
@@ -101,6 +104,7 @@ impl Supervisor {
         let any_budget = config.resources.values().any(|r| r.call_budget.is_some());
         Self {
             any_budget,
+            metrics: Metrics::new(&config),
             core: Scheduler::new(config),
             link,
             on_stopped: Some(on_stopped),
@@ -129,8 +133,11 @@ impl Supervisor {
         let mut left_waiting = 0u64;
         for event in events.drain(..) {
             match event {
-                Event::Granted { key, payload, .. } => match payload {
+                Event::Granted {
+                    key, payload, waited, ..
+                } => match payload {
                     Payload::Fresh(task) => {
+                        self.metrics.granted(self.core.resource_of(key), waited);
                         // A job that waited for a global lease left the queue at its
                         // local grant (`LeaseWanted`).
                         let leased = self.shared.holds(key);
@@ -160,6 +167,7 @@ impl Supervisor {
                 Event::Skipped { key, payload, reason } => {
                     // Skipped while it waited for a global lease: it had left the queue.
                     let waited_for_lease = self.shared.release(key);
+                    self.metrics.skipped(&reason);
                     if let Payload::Fresh(task) = payload {
                         if !waited_for_lease {
                             left_waiting += 1;
@@ -179,7 +187,19 @@ impl Supervisor {
         self.events = events;
         self.workers.flush();
         self.link.left_waiting(left_waiting);
+        if self.metrics.due(now) {
+            self.publish_metrics(now);
+        }
         self.schedule_wake(now, ctx);
+    }
+
+    /// Publishes the snapshot-derived metrics; returns the snapshot.
+    fn publish_metrics(&mut self, now: Duration) -> StatsSnapshot {
+        let snap = self.core.snapshot(now);
+        let backends = self.shared.snapshot();
+        self.metrics
+            .publish(&snap, self.core.quotas().admitted(), &backends);
+        snap
     }
 
     fn schedule_wake(&mut self, now: Duration, ctx: &mut Context<Self>) {

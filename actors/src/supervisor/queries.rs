@@ -55,6 +55,8 @@ impl Handler<GetStats> for Supervisor {
     fn handle(&mut self, _: GetStats, ctx: &mut Context<Self>) -> Self::Result {
         self.drain_inbox(ctx);
         self.drive(ctx);
-        actix::MessageResult(self.core.snapshot(self.now()))
+        // A caller that scrapes metrics asks for stats first and so sees exact counts.
+        let now = self.now();
+        actix::MessageResult(self.publish_metrics(now))
     }
 }

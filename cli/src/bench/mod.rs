@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// weir's `runtime.worker_threads` (0 runs job bodies on the supervisor's thread).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub worker_threads: u32,
+    /// Install a Prometheus recorder (metrics-exporter-prometheus, no HTTP listener) in
+    /// weir's phases, so the figures include the cost of the exported metrics.
+    #[arg(long)]
+    pub metrics: bool,
     /// Also write the figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<std::path::PathBuf>,
@@ -129,6 +133,8 @@ pub struct Report {
     pub rounds: u32,
     /// weir's worker threads.
     pub worker_threads: u32,
+    /// A Prometheus recorder was installed in weir's phases (`--metrics`).
+    pub metrics: bool,
     /// weir's figures (medians over rounds; peak RSS the largest).
     pub weir: PhaseFigures,
     /// The tokio Semaphore + spawn baseline's figures.
@@ -187,6 +193,13 @@ pub fn run(args: &BenchArgs) -> Result<u8, String> {
 }
 
 fn run_phase(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
+    if args.metrics && matches!(phase, Phase::Weir | Phase::Fanout) {
+        // Before the runtime starts: the supervisor registers its handles when it first
+        // uses them, against the recorder installed then.
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| format!("cannot install the Prometheus recorder: {e}"))?;
+    }
     let jobs = args.jobs as usize;
     let cap = args.cap as usize;
     // Latency runs keep `cap` jobs outstanding; this many give a stable p999.
@@ -295,6 +308,7 @@ fn child(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
         .args(["--queued", &args.queued.to_string()])
         .args(["--worker-threads", &args.worker_threads.to_string()])
         .args(["--submitters", &args.submitters.to_string()])
+        .args(args.metrics.then_some("--metrics"))
         .output()
         .map_err(|e| format!("cannot run the {name} phase: {e}"))?;
     if !output.status.success() {
@@ -426,6 +440,7 @@ fn measure(args: &BenchArgs) -> Result<Report, String> {
         cap: args.cap,
         rounds: args.rounds,
         worker_threads: args.worker_threads,
+        metrics: args.metrics,
         throughput_ratio: ratio(weir.jobs_per_sec, tokio.jobs_per_sec),
         cpu_ratio: ratio(weir.cpu_ns_per_job, tokio.cpu_ns_per_job),
         latency_ratio,
@@ -460,8 +475,13 @@ fn render(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "weir bench on {}: {} empty jobs per round, cap {}, {} rounds (medians), weir worker_threads = {}",
-        r.machine, r.jobs, r.cap, r.rounds, r.worker_threads
+        "weir bench on {}: {} empty jobs per round, cap {}, {} rounds (medians), weir worker_threads = {}, Prometheus recorder {}",
+        r.machine,
+        r.jobs,
+        r.cap,
+        r.rounds,
+        r.worker_threads,
+        if r.metrics { "installed" } else { "not installed" }
     );
     let _ = writeln!(
         s,

@@ -200,12 +200,10 @@ pub async fn weir_fanout(runtime: &Runtime, orgs: usize, projections: u32) -> Du
             Job::new(
                 JobSpec::new(format!("org-{org}"), "orgs"),
                 move |ctx| async move {
-                    let children = ctx
-                        .spawn(
-                            (0..projections)
-                                .map(|_| (ctx.child_spec("store"), |_ctx| async { Ok::<_, JobError>(()) })),
-                        )
-                        .map_err(|e| JobError::msg(e.to_string()))?;
+                    let children = ctx.spawn(
+                        (0..projections)
+                            .map(|_| (ctx.child_spec("store"), |_ctx| async { Ok::<_, JobError>(()) })),
+                    )?;
                     let outcomes = ctx.join(children).await;
                     Ok::<_, JobError>(outcomes.iter().filter(|o| o.is_completed()).count())
                 },

@@ -49,7 +49,7 @@ pub(super) async fn run(
                     result.map_err(|e| JobError::msg(e.to_string()))
                 })
             });
-            let children = ctx.spawn(children).map_err(|e| JobError::msg(e.to_string()))?;
+            let children = ctx.spawn(children)?;
             // Jobs that never ran (skipped, cancelled) or were stopped (timed out) end
             // here, when the organisation collects them.
             for (q, outcome) in queries.iter().zip(ctx.join(children).await) {

@@ -1,0 +1,111 @@
+//! Metrics through the `metrics` facade (issue 15 item 1), read back from a Prometheus
+//! recorder: the exported counts equal the outcomes the handles saw, quota refusals are
+//! counted under their limit, and tenant labels stay bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use common::paused;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use weir::{Config, JobError, JobSpec, Outcome};
+use weir_actors::Runtime;
+
+/// The value of the series whose line starts with `series` (name and labels as rendered).
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn exported_counts_equal_the_outcomes_the_handles_saw() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // The supervisor runs on this thread (paused clock, no worker threads).
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    paused(async {
+        let config = Config::from_toml_str(
+            r#"
+            [scheduler]
+            max_concurrent = 2
+            [quotas.per_user]
+            windows = [{ limit = 3, per = "1m" }]
+            [metrics]
+            tenant_labels = 1
+            "#,
+        )
+        .unwrap();
+        let runtime = Runtime::start(config).unwrap();
+        let mut outcomes = Vec::new();
+        for (tenant, fail) in [("alice", false); 5].into_iter().chain([("bob", true)]) {
+            let h = runtime
+                .submit(JobSpec::new(tenant, "store"), move |_ctx| async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if fail {
+                        Err(JobError::msg("downstream said no"))
+                    } else {
+                        Ok(())
+                    }
+                })
+                .unwrap();
+            outcomes.push(h);
+        }
+        let outcomes = futures::future::join_all(outcomes).await;
+        let completed = outcomes.iter().filter(|o| o.is_completed()).count();
+        let skipped = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Skipped(_)))
+            .count();
+        let failed = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Failed(_)))
+            .count();
+        assert_eq!((completed, skipped, failed), (3, 2, 1));
+
+        runtime.stats().await; // publishes the snapshot-derived series
+        let text = handle.render();
+        let jobs = |outcome: &str| {
+            value(
+                &text,
+                &format!("weir_jobs_total{{resource=\"store\",outcome=\"{outcome}\"}}"),
+            )
+        };
+        assert_eq!(jobs("completed"), Some(3.0), "{text}");
+        assert_eq!(jobs("skipped"), Some(2.0));
+        assert_eq!(jobs("failed"), Some(1.0));
+        assert_eq!(jobs("cancelled"), Some(0.0));
+        assert_eq!(
+            value(&text, "weir_quota_refusals_total{limit=\"per_user/1m\"}"),
+            Some(2.0)
+        );
+        assert_eq!(value(&text, "weir_quota_admissions_total"), Some(4.0));
+        assert_eq!(value(&text, "weir_jobs_in_flight{resource=\"store\"}"), Some(0.0));
+        assert_eq!(value(&text, "weir_slots{resource=\"store\"}"), Some(2.0));
+        // Every job that held a slot has a run time; every grant a wait time.
+        assert_eq!(
+            value(&text, "weir_job_run_seconds_count{resource=\"store\"}"),
+            Some(4.0)
+        );
+        assert_eq!(
+            value(&text, "weir_job_wait_seconds_count{resource=\"store\"}"),
+            Some(4.0)
+        );
+        // One tenant label: alice (seen first) by name, bob as `other`.
+        assert_eq!(
+            value(
+                &text,
+                "weir_tenant_jobs_total{resource=\"store\",tenant=\"alice\",outcome=\"completed\"}"
+            ),
+            Some(3.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "weir_tenant_jobs_total{resource=\"store\",tenant=\"other\",outcome=\"failed\"}"
+            ),
+            Some(1.0)
+        );
+        assert!(!text.contains("tenant=\"bob\""), "{text}");
+        runtime.shutdown(Duration::from_secs(1)).await;
+    });
+}
