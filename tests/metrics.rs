@@ -81,6 +81,8 @@ fn exported_counts_equal_the_outcomes_the_handles_saw() {
         assert_eq!(value(&text, "weir_quota_admissions_total"), Some(4.0));
         assert_eq!(value(&text, "weir_jobs_in_flight{resource=\"store\"}"), Some(0.0));
         assert_eq!(value(&text, "weir_slots{resource=\"store\"}"), Some(2.0));
+        // No adaptive limit on `store`: its limit is its cap.
+        assert_eq!(value(&text, "weir_limit{resource=\"store\"}"), Some(2.0));
         // Every job that held a slot has a run time; every grant a wait time.
         assert_eq!(
             value(&text, "weir_job_run_seconds_count{resource=\"store\"}"),

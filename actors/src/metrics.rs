@@ -218,6 +218,8 @@ impl Metrics {
                     .absolute(count);
             }
             gauge!("weir_slots", &res()).set(r.cap);
+            // The adaptive limit where one is configured; else the cap.
+            gauge!("weir_limit", &res()).set(r.limit);
             gauge!("weir_jobs_in_flight", &res()).set(r.in_flight);
             gauge!("weir_jobs_peak_in_flight", &res()).set(r.peak_in_flight);
             gauge!("weir_jobs_queued", &res()).set(r.queued as f64);
