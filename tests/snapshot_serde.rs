@@ -51,8 +51,10 @@ fn core_with_a_finished_job() -> (Scheduler<()>, Duration) {
 fn stats_snapshot_serializes_with_stable_field_names_and_durations_in_seconds() {
     let (core, now) = core_with_a_finished_job();
     let json = serde_json::to_value(core.snapshot(now)).unwrap();
-    assert_eq!(keys(&json), ["at", "resources"]);
+    assert_eq!(keys(&json), ["at", "quota_tenants", "resources"]);
     assert_eq!(json["at"], 1.5);
+    // acme's quota window still holds its one admission.
+    assert_eq!(json["quota_tenants"], 1);
     let store = &json["resources"]["store"];
     assert_eq!(
         keys(store),
@@ -61,6 +63,7 @@ fn stats_snapshot_serializes_with_stable_field_names_and_durations_in_seconds() 
             "deferred",
             "fairness",
             "in_flight",
+            "limit",
             "outcomes",
             "overdue",
             "peak_in_flight",
@@ -76,6 +79,8 @@ fn stats_snapshot_serializes_with_stable_field_names_and_durations_in_seconds() 
         ["cancelled", "completed", "failed", "skipped", "timed_out"]
     );
     assert_eq!(store["outcomes"]["completed"], 1);
+    // No adaptive limit: the limit grants follow is the cap.
+    assert_eq!(store["limit"], store["cap"]);
     assert_eq!(keys(&store["run"]), ["count", "max", "p50", "p90", "p99", "p999"]);
     // hdrhistogram keeps 3 significant figures: 1.5 s comes back within 0.1 %.
     let p50 = store["run"]["p50"].as_f64().unwrap();
