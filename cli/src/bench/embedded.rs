@@ -6,10 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir::{JobError, Outcome};
 use weir_actors::Runtime;
 
-use super::workload::spec;
+use super::workload;
 
 /// `submitters` tasks of the current (multi-threaded tokio) runtime each submit their
 /// share of `n` empty jobs one by one, then await their outcomes. Returns the time from
@@ -22,19 +21,7 @@ pub async fn weir_embedded(runtime: &Runtime, submitters: usize, n: usize) -> Du
     let tasks: Vec<_> = shares(submitters, n)
         .map(|share| {
             let runtime = runtime.clone();
-            tokio::spawn(async move {
-                let spec = spec();
-                let mut handles = Vec::with_capacity(share);
-                for _ in 0..share {
-                    let handle = runtime
-                        .submit(spec.clone(), |_| async { Ok::<_, JobError>(()) })
-                        .expect("the benchmark sizes max_queued to fit");
-                    handles.push(handle);
-                }
-                for handle in handles {
-                    assert_eq!(handle.await, Outcome::Completed(()));
-                }
-            })
+            tokio::spawn(async move { workload::weir_flood(&runtime, share).await })
         })
         .collect();
     for task in tasks {
@@ -44,7 +31,8 @@ pub async fn weir_embedded(runtime: &Runtime, submitters: usize, n: usize) -> Du
 }
 
 /// The baseline of [`weir_embedded`]: the same tasks spawn their share of `n` empty tasks
-/// that each hold one of `cap` semaphore permits, then await them.
+/// that each hold one of `cap` permits of one semaphore, then await them (not
+/// `workload::tokio_flood` per task, which would give each task a semaphore of its own).
 ///
 /// # Panics
 /// If a task panics.

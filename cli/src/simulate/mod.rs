@@ -114,6 +114,16 @@ pub struct RunOptions {
     pub progress: ProgressBar,
 }
 
+impl RunOptions {
+    /// The policies of `all` that were asked for, in `all`'s order.
+    pub fn selected<'a>(&self, all: &[&'a str]) -> Vec<&'a str> {
+        all.iter()
+            .copied()
+            .filter(|p| self.policies.iter().any(|n| n == p))
+            .collect()
+    }
+}
+
 /// One kind of scenario (the file's top-level `kind`).
 pub trait ScenarioKind: Sync + std::fmt::Debug {
     /// The `kind` value it handles.

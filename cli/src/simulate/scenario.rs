@@ -46,6 +46,22 @@ impl ScenarioError {
         }
     }
 
+    /// An error of the scenario's `[weir]` table (a whole weir configuration), its field
+    /// paths prefixed with `weir.`.
+    pub fn under_weir(e: weir::ConfigError) -> Self {
+        match e {
+            weir::ConfigError::Invalid { field, allowed, got } => ScenarioError::Invalid {
+                field: format!("weir.{field}"),
+                allowed,
+                got,
+            },
+            weir::ConfigError::Parse(message) => ScenarioError::Parse {
+                field: "weir".into(),
+                message,
+            },
+        }
+    }
+
     /// The field the error names.
     pub fn field(&self) -> &str {
         match self {

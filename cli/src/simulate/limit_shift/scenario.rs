@@ -152,17 +152,7 @@ impl LimitShiftScenario {
         }
         self.workload.validate()?;
         self.store.validate()?;
-        self.weir.validate().map_err(|e| match e {
-            weir::ConfigError::Invalid { field, allowed, got } => ScenarioError::Invalid {
-                field: format!("weir.{field}"),
-                allowed,
-                got,
-            },
-            weir::ConfigError::Parse(message) => ScenarioError::Parse {
-                field: "weir".into(),
-                message,
-            },
-        })?;
+        self.weir.validate().map_err(ScenarioError::under_weir)?;
         if !self.weir.resources.contains_key(RESOURCE) {
             return Err(ScenarioError::invalid(
                 format!("weir.resources.{RESOURCE}"),

@@ -56,10 +56,7 @@ impl ScenarioKind for ProvidersKind {
         if let Some(seed) = options.seed {
             scenario.seed = seed;
         }
-        let policies: Vec<&str> = POLICIES
-            .into_iter()
-            .filter(|p| options.policies.iter().any(|n| n == p))
-            .collect();
+        let policies = options.selected(&POLICIES);
         Ok(Box::new(run(
             &scenario,
             &policies,

@@ -234,17 +234,7 @@ impl ProvidersScenario {
         self.providers.a.validate(PRIMARY)?;
         self.providers.b.validate(SECONDARY)?;
         NONE_ATTEMPTS.check("none.max_attempts", self.none.max_attempts)?;
-        self.weir.validate().map_err(|e| match e {
-            weir::ConfigError::Invalid { field, allowed, got } => ScenarioError::Invalid {
-                field: format!("weir.{field}"),
-                allowed,
-                got,
-            },
-            weir::ConfigError::Parse(message) => ScenarioError::Parse {
-                field: "weir".into(),
-                message,
-            },
-        })
+        self.weir.validate().map_err(ScenarioError::under_weir)
     }
 
     /// The provider called `name` (`a` or `b`).
