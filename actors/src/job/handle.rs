@@ -21,8 +21,14 @@ pub(crate) struct Canceller {
 }
 
 impl Canceller {
-    pub(crate) fn new(stop: Arc<Stop>, link: Option<Link>) -> Self {
-        Self { stop, link }
+    /// A job not submitted yet: a cancel only sets its flag (the submission sees it).
+    fn new(stop: Arc<Stop>) -> Self {
+        Self { stop, link: None }
+    }
+
+    /// The job was submitted through `link`: a cancel now reaches the supervisor.
+    fn attach(&mut self, link: &Link) {
+        self.link = Some(link.clone());
     }
 
     /// Sets the job's stop flag (once) and, if it was submitted, tells the supervisor.
@@ -49,7 +55,7 @@ impl<T> JobHandle<T> {
     pub(crate) fn new(rx: oneshot::Receiver<Outcome<T>>, stop: Arc<Stop>) -> Self {
         Self {
             rx,
-            canceller: Canceller::new(stop, None),
+            canceller: Canceller::new(stop),
             token: None,
         }
     }
@@ -89,7 +95,7 @@ impl<T> JobHandle<T> {
 
     /// The job was submitted through `link`: a cancel now reaches the supervisor.
     pub(crate) fn attach(&mut self, link: &Link) {
-        self.canceller = link.canceller(self.canceller.stop.clone());
+        self.canceller.attach(link);
     }
 
     /// Cancels the job: if it has not started it ends `Cancelled` without running; if it
@@ -141,13 +147,13 @@ impl<T> BlockingTicket<T> {
     pub(crate) fn new(rx: crossbeam_channel::Receiver<Outcome<T>>, stop: Arc<Stop>) -> Self {
         Self {
             rx,
-            canceller: Canceller::new(stop, None),
+            canceller: Canceller::new(stop),
         }
     }
 
     /// See [`JobHandle::attach`].
     pub(crate) fn attach(&mut self, link: &Link) {
-        self.canceller = link.canceller(self.canceller.stop.clone());
+        self.canceller.attach(link);
     }
 
     /// Blocks the calling thread until the job ends.

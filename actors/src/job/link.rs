@@ -16,7 +16,6 @@ use weir::{JobKey, JobSpec, Outcome, OutcomeKind};
 
 use super::body::ErasedBody;
 use super::budget::CallBudget;
-use super::handle::Canceller;
 use super::inbox::{Appended, Inbox, Intake};
 use super::retrying::Rearm;
 use super::stop::Stop;
@@ -269,11 +268,6 @@ impl Link {
         }
         let items = jobs.into_iter().map(Submitted::from).collect();
         self.send(Intake::Many { items, fanout }, n)
-    }
-
-    /// What a handle needs to cancel its job through this link.
-    pub(crate) fn canceller(&self, stop: Arc<Stop>) -> Canceller {
-        Canceller::new(stop, Some(self.clone()))
     }
 
     /// Asks the supervisor to cancel the job whose stop flag was just set.
