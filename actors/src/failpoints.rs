@@ -8,7 +8,7 @@
 //! | name | step | what the failure does |
 //! | --- | --- | --- |
 //! | `weir::dispatch` | the supervisor hands a granted job to a worker | the job is lost in transit: dropped before it runs; it must still end (`Failed`) and return its slot |
-//! | `weir::worker::run` | a worker receives a job | the worker panics and dies (`panic` also works); the pool restarts it |
+//! | `weir::worker::run` | a body thread takes granted jobs | its driver panics and dies with them (`panic` also works); the pool restarts it |
 //! | `weir::done::duplicate` | the supervisor handles a job's end | the end is reported twice; the slot must return once |
 //! | `weir::done::delay` | the supervisor handles a job's end | the report arrives 50 ms later; the slot stays held until then |
 //! | `weir::wake::early` | an actor (the supervisor, a coalescer, recurring checks) arms its wake-up | the timer fires at half the delay (a spurious early wake) |

@@ -147,6 +147,16 @@ impl Link {
         }
     }
 
+    /// Whether both are links to the same supervisor.
+    pub(crate) fn same_as(&self, other: &Link) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// Wakes the supervisor to drain its inbox (see [`super::notices`] for when).
+    pub(crate) fn send_drain(&self) {
+        self.shared.drain.do_send(Drain);
+    }
+
     pub(crate) fn inbox(&self) -> &Inbox {
         &self.shared.inbox
     }
@@ -157,7 +167,7 @@ impl Link {
     fn push(&self, item: Intake) -> Option<Intake> {
         match self.shared.inbox.push(item) {
             Appended::Notify => {
-                self.shared.drain.do_send(Drain);
+                super::notices::owe_drain(self);
                 None
             }
             Appended::Queued => None,

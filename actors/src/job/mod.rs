@@ -13,6 +13,7 @@ pub(crate) mod context;
 pub(crate) mod handle;
 pub(crate) mod inbox;
 pub(crate) mod link;
+pub(crate) mod notices;
 pub(crate) mod retrying;
 pub(crate) mod slot;
 pub(crate) mod stop;

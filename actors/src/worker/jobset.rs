@@ -1,5 +1,8 @@
 //! Where started jobs run: one long-lived task per thread polls every job body started on
-//! that thread.
+//! that thread. On a body thread (`runtime.worker_threads > 0`) that task also takes the
+//! thread's share of the granted jobs from the shared [`BodyQueue`] whenever it runs out
+//! of ready work; with no body threads, the supervisor's thread runs them through
+//! [`spawn`].
 //!
 //! # Why not one tokio task per job
 //!
@@ -26,11 +29,17 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::job::body::JobFuture;
+use crate::job::notices::Pass;
+
+use super::queue::BodyQueue;
+use super::Run;
 
 /// Finished jobs per poll of the driver before it lets other tasks of the thread run.
 const FINISHED_PER_POLL: usize = 256;
@@ -68,16 +77,94 @@ pub(crate) fn spawn(job: JobFuture) {
 fn start_driver() -> Rc<RefCell<Shared>> {
     let shared = Rc::new(RefCell::new(Shared::default()));
     actix_rt::spawn(Driver {
-        shared: shared.clone(),
+        shared: Some(shared.clone()),
         jobs: FuturesUnordered::new(),
+        taker: None,
     });
     shared
 }
 
+/// Where a body thread's driver takes granted jobs from, and the flag that marks it dead.
+pub(crate) struct Taker {
+    pub(crate) queue: Arc<BodyQueue<Run>>,
+    pub(crate) dead: Arc<AtomicBool>,
+    /// The last share taken, kept empty between takes for its capacity.
+    share: Vec<Run>,
+}
+
+/// Starts, on the current thread (a worker's arbiter), a driver that runs the jobs it
+/// takes from `queue`.
+pub(crate) fn start_taker(queue: Arc<BodyQueue<Run>>, dead: Arc<AtomicBool>) {
+    actix_rt::spawn(Driver {
+        shared: None,
+        jobs: FuturesUnordered::new(),
+        taker: Some(Taker {
+            queue,
+            dead,
+            share: Vec::new(),
+        }),
+    });
+}
+
+/// Marks its driver dead when dropped by a panic's unwinding.
+///
+/// Why: the worker pool must restart the driver before it counts on it again, and a job
+/// granted meanwhile waits in the queue, not in the dead driver. The flag is set while the
+/// panic unwinds, before the jobs the driver held report their end, so the supervisor
+/// sees it on the pass those reports start.
+struct DeathMark<'a>(&'a AtomicBool);
+
+impl Drop for DeathMark<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+}
+
 /// Polls the jobs of one thread; see the module docs.
 struct Driver {
-    shared: Rc<RefCell<Shared>>,
+    /// Jobs started on this thread with [`spawn`] (none for a taker).
+    shared: Option<Rc<RefCell<Shared>>>,
     jobs: FuturesUnordered<JobFuture>,
+    /// The queue a body thread takes granted jobs from.
+    taker: Option<Taker>,
+}
+
+impl Driver {
+    /// Takes the jobs started on this thread since the last round; true if there were any.
+    fn take_spawned(&mut self, cx: &Context<'_>) -> bool {
+        let Some(shared) = &self.shared else {
+            return false;
+        };
+        let mut shared = shared.borrow_mut();
+        if !shared.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            shared.waker = Some(cx.waker().clone());
+        }
+        let any = !shared.incoming.is_empty();
+        for job in shared.incoming.drain(..) {
+            self.jobs.push(job);
+        }
+        any
+    }
+
+    /// Takes this thread's share of the granted jobs, or parks until there are some.
+    fn take_granted(&mut self, cx: &Context<'_>) -> bool {
+        let Some(taker) = &mut self.taker else {
+            return false;
+        };
+        if !taker.queue.take_or_park(&mut taker.share, cx.waker()) {
+            return false;
+        }
+        if crate::failpoints::hit("weir::worker::run") {
+            // Simulates a body thread whose driver dies while it holds jobs.
+            panic!("failpoint weir::worker::run: the worker dies");
+        }
+        for run in taker.share.drain(..) {
+            self.jobs.push(run.start());
+        }
+        true
+    }
 }
 
 impl Future for Driver {
@@ -85,17 +172,13 @@ impl Future for Driver {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        // What the jobs tell the supervisor in this pass wakes it once, when the pass ends.
+        let _pass = Pass::begin();
+        let dead = this.taker.as_ref().map(|t| t.dead.clone());
+        let _mark = dead.as_deref().map(DeathMark);
         let mut finished = 0;
+        this.take_spawned(cx);
         loop {
-            {
-                let mut shared = this.shared.borrow_mut();
-                if !shared.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    shared.waker = Some(cx.waker().clone());
-                }
-                for job in shared.incoming.drain(..) {
-                    this.jobs.push(job);
-                }
-            }
             match this.jobs.poll_next_unpin(cx) {
                 Poll::Ready(Some(())) => {
                     finished += 1;
@@ -104,10 +187,12 @@ impl Future for Driver {
                         return Poll::Pending;
                     }
                 }
-                // Empty, or every job waits (or the set yielded and woke us): new jobs
-                // started meanwhile by the polled jobs are taken on the next round.
+                // Empty, or every job waits (or the set yielded and woke us): take what
+                // was started or granted meanwhile, else wait.
                 Poll::Ready(None) | Poll::Pending => {
-                    if this.shared.borrow().incoming.is_empty() {
+                    let spawned = this.take_spawned(cx);
+                    let granted = this.take_granted(cx);
+                    if !spawned && !granted {
                         return Poll::Pending;
                     }
                 }
@@ -120,14 +205,17 @@ impl Drop for Driver {
     fn drop(&mut self) {
         // This thread's runtime stopped (or a panic escaped a job): the next job started
         // here needs a new driver. Jobs not yet taken in are dropped, which reports them.
+        let Some(shared) = &self.shared else {
+            return;
+        };
         let _ = CURRENT.try_with(|current| {
             if let Ok(mut current) = current.try_borrow_mut() {
-                if current.as_ref().is_some_and(|s| Rc::ptr_eq(s, &self.shared)) {
+                if current.as_ref().is_some_and(|s| Rc::ptr_eq(s, shared)) {
                     *current = None;
                 }
             }
         });
-        let pending = std::mem::take(&mut self.shared.borrow_mut().incoming);
+        let pending = std::mem::take(&mut shared.borrow_mut().incoming);
         drop(pending);
     }
 }

@@ -1,38 +1,26 @@
-//! Worker actors: each lives on its own arbiter (thread) and runs the jobs the
-//! supervisor hands it, each inside the slot it was granted.
+//! Body threads: each runs on its own arbiter (thread) the granted jobs it takes from one
+//! shared queue (see `queue.rs`), each inside the slot it was granted.
 //!
 //! # Why a worker never takes a job down with it
 //!
-//! Job panics are caught inside each job's own task (see `job/body.rs`), so job code cannot
-//! kill a worker: the handler only spawns the task. Should a worker die anyway (a bug in
-//! weir, or the `weir::worker::run` failpoint), the jobs in its mailbox are dropped with
-//! it, and each one's `SlotReturn` reports its end (`Failed`), so no slot leaks and every
-//! handle resolves. The [`WorkerPool`] restarts a dead worker on its arbiter before the
-//! next dispatch, and runs the job on the supervisor's own arbiter if even that fails.
+//! Job panics are caught inside each job's own future (see `job/body.rs`), so job code
+//! cannot kill a body thread's driver. Should a driver die anyway (a bug in weir, or the
+//! `weir::worker::run` failpoint), the jobs it held are dropped with it, and each one's
+//! `SlotReturn` reports its end (`Failed`), so no slot leaks and every handle resolves.
+//! The [`WorkerPool`] restarts a dead driver on its arbiter before it queues more jobs,
+//! and runs the jobs on the supervisor's own arbiter if no body thread is left.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use actix::{Actor, Addr, Context, Handler, Message};
-
 mod jobset;
+mod queue;
 
-use crate::job::body::ErasedBody;
+use crate::job::body::{ErasedBody, JobFuture};
 use crate::job::context::JobContext;
 use crate::job::slot::SlotReturn;
 use crate::job::stop::Stop;
-
-/// Runs granted jobs on its arbiter. It keeps no per-job state, so a restarted worker
-/// picks up where the dead one stopped.
-#[derive(Debug, Default)]
-pub(crate) struct Worker {
-    /// Set while the worker dies, before the jobs it held report their end.
-    dead: Arc<AtomicBool>,
-}
-
-impl Actor for Worker {
-    type Context = Context<Self>;
-}
+use queue::BodyQueue;
 
 /// A job with its grant: the context names the key whose slot the supervisor holds for it.
 pub(crate) struct Run {
@@ -43,83 +31,15 @@ pub(crate) struct Run {
 }
 
 impl Run {
+    /// The job's run, for the thread that polls it.
+    fn start(self) -> JobFuture {
+        self.body.start(self.ctx, self.stop, self.slot)
+    }
+
     /// Runs the job on the current arbiter.
     pub(crate) fn spawn_here(self) {
-        jobset::spawn(self.body.start(self.ctx, self.stop, self.slot));
+        jobset::spawn(self.start());
     }
-}
-
-/// The jobs granted to one worker in one pass of the supervisor: one message per worker
-/// per pass, not one per job, so a burst of grants costs each worker thread one mailbox
-/// push and one wake-up.
-pub(crate) struct RunBatch(Vec<Run>);
-
-impl Message for RunBatch {
-    type Result = ();
-}
-
-/// Marks its worker dead when dropped by a panic's unwinding.
-///
-/// Why: actix notices a dead actor only when its task is dropped, after the panic has
-/// unwound through the handler and dropped the jobs, whose `SlotReturn`s report their
-/// end. Without this flag the supervisor could see such a report, grant the slot again
-/// and send the next job into the dying worker's mailbox, where it would be lost too.
-/// A handler's locals drop before its arguments, so the flag is set before any job of
-/// the batch reports.
-struct DeathMark<'a>(&'a AtomicBool);
-
-impl Drop for DeathMark<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.store(true, Ordering::Release);
-        }
-    }
-}
-
-impl Handler<RunBatch> for Worker {
-    type Result = ();
-
-    fn handle(&mut self, msg: RunBatch, _: &mut Context<Self>) {
-        let _mark = DeathMark(&self.dead);
-        if crate::failpoints::hit("weir::worker::run") {
-            // Simulates a worker that dies while it holds jobs.
-            panic!("failpoint weir::worker::run: the worker dies");
-        }
-        for run in msg.0 {
-            run.spawn_here();
-        }
-    }
-}
-
-/// A worker's arbiter, address and death flag.
-#[derive(Debug)]
-struct WorkerSlot {
-    arbiter: actix_rt::ArbiterHandle,
-    addr: Addr<Worker>,
-    dead: Arc<AtomicBool>,
-}
-
-impl WorkerSlot {
-    fn start(arbiter: actix_rt::ArbiterHandle) -> Self {
-        let dead = Arc::new(AtomicBool::new(false));
-        let flag = dead.clone();
-        let addr = Worker::start_in_arbiter(&arbiter, move |_| Worker { dead: flag });
-        Self { arbiter, addr, dead }
-    }
-
-    fn alive(&self) -> bool {
-        self.addr.connected() && !self.dead.load(Ordering::Acquire)
-    }
-}
-
-/// The workers, one per worker arbiter, served round-robin.
-#[derive(Debug, Default)]
-pub(crate) struct WorkerPool {
-    workers: Vec<WorkerSlot>,
-    /// Jobs handed to each worker since the last [`WorkerPool::flush`].
-    pending: Vec<Vec<Run>>,
-    next: usize,
-    restarts: u64,
 }
 
 impl std::fmt::Debug for Run {
@@ -130,56 +50,97 @@ impl std::fmt::Debug for Run {
     }
 }
 
+/// A body thread: its arbiter and its driver's death flag.
+#[derive(Debug)]
+struct BodyThread {
+    arbiter: actix_rt::ArbiterHandle,
+    dead: Arc<AtomicBool>,
+    /// The arbiter refused a driver (it has stopped).
+    gone: bool,
+}
+
+impl BodyThread {
+    fn start(arbiter: actix_rt::ArbiterHandle, queue: &Arc<BodyQueue<Run>>) -> Self {
+        let dead = Arc::new(AtomicBool::new(false));
+        let (q, flag) = (queue.clone(), dead.clone());
+        let gone = !arbiter.spawn_fn(move || jobset::start_taker(q, flag));
+        Self { arbiter, dead, gone }
+    }
+}
+
+/// The body threads and the queue they take granted jobs from.
+pub(crate) struct WorkerPool {
+    threads: Vec<BodyThread>,
+    queue: Arc<BodyQueue<Run>>,
+    /// Jobs granted since the last [`WorkerPool::flush`].
+    pending: Vec<Run>,
+    restarts: u64,
+}
+
+impl std::fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("threads", &self.threads.len())
+            .field("restarts", &self.restarts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WorkerPool {
+    fn default() -> Self {
+        Self::start(&[])
+    }
+}
+
 impl WorkerPool {
-    /// Starts one worker on each arbiter.
+    /// Starts one body thread's driver on each arbiter.
     pub(crate) fn start(arbiters: &[actix_rt::Arbiter]) -> Self {
-        let workers: Vec<_> = arbiters.iter().map(|a| WorkerSlot::start(a.handle())).collect();
+        let queue = Arc::new(BodyQueue::new(arbiters.len()));
         Self {
-            pending: workers.iter().map(|_| Vec::new()).collect(),
-            workers,
-            next: 0,
+            threads: arbiters
+                .iter()
+                .map(|a| BodyThread::start(a.handle(), &queue))
+                .collect(),
+            queue,
+            pending: Vec::new(),
             restarts: 0,
         }
     }
 
-    /// Hands a job to the next worker; it is sent with the worker's other jobs at the
+    /// Hands a job to the body threads; it is queued with the pass's other jobs at the
     /// next [`WorkerPool::flush`]. Runs the job here (on the caller's arbiter) if there
-    /// are no workers.
+    /// are no body threads.
     pub(crate) fn dispatch(&mut self, run: Run) {
-        if self.workers.is_empty() {
+        if self.threads.is_empty() {
             run.spawn_here();
             return;
         }
-        let i = self.next % self.workers.len();
-        self.next = self.next.wrapping_add(1);
-        self.pending[i].push(run);
+        self.pending.push(run);
     }
 
-    /// Sends each worker the jobs handed to it since the last flush, restarting it first
-    /// if it died; runs them here if the worker cannot be restarted. The supervisor
-    /// flushes at the end of every pass, so no job waits for a later one.
+    /// Queues the jobs granted since the last flush, in one append that wakes at most one
+    /// parked body thread per job, after restarting any driver that died. Runs them here
+    /// if no body thread is left. The supervisor flushes at the end of every pass, so no
+    /// job waits for a later one.
     pub(crate) fn flush(&mut self) {
-        for (i, (worker, pending)) in self.workers.iter_mut().zip(&mut self.pending).enumerate() {
-            if pending.is_empty() {
+        if self.pending.is_empty() {
+            return;
+        }
+        for (i, thread) in self.threads.iter_mut().enumerate() {
+            if thread.gone || !thread.dead.load(Ordering::Acquire) {
                 continue;
             }
-            let runs = std::mem::take(pending);
-            if !worker.alive() {
-                *worker = WorkerSlot::start(worker.arbiter.clone());
-                self.restarts += 1;
-                tracing::warn!(worker = i, restarts = self.restarts, "worker died; restarted");
-            }
-            if worker.alive() {
-                worker.addr.do_send(RunBatch(runs));
-            } else {
-                tracing::error!(
-                    worker = i,
-                    "worker arbiter is gone; running its jobs on the supervisor's arbiter"
-                );
-                for run in runs {
-                    run.spawn_here();
-                }
-            }
+            *thread = BodyThread::start(thread.arbiter.clone(), &self.queue);
+            self.restarts += 1;
+            tracing::warn!(worker = i, restarts = self.restarts, "worker died; restarted");
         }
+        if self.threads.iter().all(|t| t.gone) {
+            tracing::error!("every worker arbiter is gone; running jobs on the supervisor's arbiter");
+            for run in self.pending.drain(..).chain(self.queue.take_everything()) {
+                run.spawn_here();
+            }
+            return;
+        }
+        self.queue.push_all(self.pending.drain(..));
     }
 }
