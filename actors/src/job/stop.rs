@@ -13,13 +13,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use futures::task::AtomicWaker;
 use tokio_util::sync::CancellationToken;
 use weir::{JobKey, OutcomeKind};
+
+use crate::sync::{AtomicU8, AtomicWaker};
 
 const RUNNING: u8 = 0;
 const TIMED_OUT: u8 = 1;
@@ -168,10 +169,64 @@ impl<F: Future> Future for Stoppable<'_, F> {
         if let Some(reason) = self.stop.reason() {
             return Poll::Ready(Err(reason));
         }
-        self.stop.waker.register(cx.waker());
+        crate::sync::register(&self.stop.waker, cx.waker());
         if let Some(reason) = self.stop.reason() {
             return Poll::Ready(Err(reason));
         }
         self.fut.as_mut().poll(cx).map(Ok)
+    }
+}
+
+/// Models of the stop signal under loom (feature `loom`, run by `scripts/test`): a stop
+/// requested from another thread while the job's task polls.
+#[cfg(all(test, feature = "loom"))]
+mod loom_models {
+    use std::sync::Arc;
+
+    use loom::thread;
+
+    use super::*;
+
+    /// A caller cancels while the job's task polls a body that never ends: the task always
+    /// ends with the stop (a lost wake-up would leave it parked forever, which loom
+    /// reports as a deadlock).
+    #[test]
+    fn a_stop_racing_the_poll_always_ends_the_job() {
+        loom::model(|| {
+            let stop = Arc::new(Stop::default());
+            let canceller = {
+                let stop = stop.clone();
+                thread::spawn(move || stop.request(StopReason::Cancelled))
+            };
+            let mut body = std::pin::pin!(std::future::pending::<()>());
+            let ended = loom::future::block_on(Stoppable {
+                fut: body.as_mut(),
+                stop: &stop,
+            });
+            assert_eq!(ended, Err(StopReason::Cancelled));
+            assert!(canceller.join().unwrap(), "the one request set the reason");
+        });
+    }
+
+    /// A lease expiry and a cancel race: exactly one of them sets the reason, and the
+    /// job ends with the one that did.
+    #[test]
+    fn of_two_racing_stops_exactly_one_wins() {
+        loom::model(|| {
+            let stop = Arc::new(Stop::default());
+            let expiry = {
+                let stop = stop.clone();
+                thread::spawn(move || stop.request(StopReason::TimedOut))
+            };
+            let cancelled = stop.request(StopReason::Cancelled);
+            let timed_out = expiry.join().unwrap();
+            assert!(cancelled ^ timed_out, "exactly one request wins");
+            let winner = if cancelled {
+                StopReason::Cancelled
+            } else {
+                StopReason::TimedOut
+            };
+            assert_eq!(stop.reason(), Some(winner));
+        });
     }
 }
