@@ -52,6 +52,14 @@ pub fn cpu_time() -> Option<Duration> {
     Some(Duration::from_nanos(total))
 }
 
+/// CPU time of the calling thread so far (`/proc/thread-self/schedstat`), if readable.
+pub fn thread_cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(
+        text.split_whitespace().next()?.parse().ok()?,
+    ))
+}
+
 /// Jobs submitted between two drains of the supervisor's mailbox while queueing.
 const CHUNK: usize = 10_000;
 

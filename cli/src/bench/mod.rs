@@ -86,6 +86,10 @@ pub struct PhaseFigures {
     pub jobs_per_sec: Option<f64>,
     /// CPU time per job (all the phase's threads), nanoseconds.
     pub cpu_ns_per_job: Option<f64>,
+    /// CPU time per job of the supervisor's thread alone (in the throughput phase it also
+    /// runs the submitting loop), nanoseconds: its inverse is the ceiling of one
+    /// supervisor's grant rate, whatever the number of body threads.
+    pub supervisor_ns_per_job: Option<f64>,
     /// Scheduling latency (submit to first poll), nanoseconds.
     pub latency_ns: Option<Latency>,
     /// Peak RSS of the phase's process, bytes.
@@ -214,9 +218,12 @@ fn run_phase(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
                 let runtime = weir_actors::Runtime::start(config).map_err(|e| e.to_string())?;
                 workload::weir_flood(&runtime, jobs.min(50_000)).await; // warm-up
                 let cpu = memory::cpu_time();
+                let supervisor = memory::thread_cpu_time();
                 let elapsed = workload::weir_flood(&runtime, jobs).await;
                 figures.jobs_per_sec = Some(jobs as f64 / elapsed.as_secs_f64());
                 figures.cpu_ns_per_job = per_job(cpu, jobs);
+                // The supervisor runs on this thread (started inside its actix system).
+                figures.supervisor_ns_per_job = per_job_of(supervisor, memory::thread_cpu_time(), jobs);
                 let hist = workload::weir_latency(&runtime, latency_jobs, cap).await;
                 figures.latency_ns = Some(Latency::of(&hist));
                 runtime.shutdown(Duration::from_secs(1)).await;
@@ -293,7 +300,11 @@ fn run_phase(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
 const ISOLATION_RUN: Duration = Duration::from_secs(1);
 
 fn per_job(cpu_before: Option<Duration>, jobs: usize) -> Option<f64> {
-    let used = memory::cpu_time()?.checked_sub(cpu_before?)?;
+    per_job_of(cpu_before, memory::cpu_time(), jobs)
+}
+
+fn per_job_of(before: Option<Duration>, after: Option<Duration>, jobs: usize) -> Option<f64> {
+    let used = after?.checked_sub(before?)?;
     Some(used.as_nanos() as f64 / jobs.max(1) as f64)
 }
 
@@ -343,6 +354,7 @@ fn combine(rounds: &[PhaseFigures]) -> PhaseFigures {
     PhaseFigures {
         jobs_per_sec: med(&|r| r.jobs_per_sec),
         cpu_ns_per_job: med(&|r| r.cpu_ns_per_job),
+        supervisor_ns_per_job: med(&|r| r.supervisor_ns_per_job),
         latency_ns: lat(&|l| l.p50).map(|p50| Latency {
             p50,
             p99: lat(&|l| l.p99).unwrap_or_default(),
@@ -550,6 +562,13 @@ fn render(r: &Report) -> String {
         "slot release + grant in weir's core: {:.0} ns of CPU time",
         r.core_grant_ns
     );
+    if let Some(ns) = w.supervisor_ns_per_job {
+        let _ = writeln!(
+            s,
+            "supervisor's thread (with the submitting loop): {ns:.0} ns of CPU per job, a ceiling of {:.0} jobs/s whatever the body threads",
+            1e9 / ns
+        );
+    }
     match (r.redis_grant_ns, &r.redis_not_run) {
         (Some(ns), _) => {
             let _ = writeln!(
