@@ -391,6 +391,18 @@ impl Quotas {
             return Ok(());
         }
         self.check(tenant, estimate, now)?;
+        self.record(tenant, estimate, now);
+        Ok(())
+    }
+
+    /// Counts one admission of `tenant` in every window and reserves `estimate` in every
+    /// budget, without checking (for a limit that was checked elsewhere: the process's
+    /// own copy of a quota shared through Redis, which must know what this process
+    /// admitted if it is to stand in while Redis is down).
+    pub fn record(&mut self, tenant: &TenantId, estimate: u64, now: Duration) {
+        if self.is_empty() {
+            return;
+        }
         let t = nanos(now);
         self.global_rules.record(&mut self.global, estimate, t);
         if !self.tenant_rules.is_empty() {
@@ -405,7 +417,6 @@ impl Quotas {
             self.tenant_rules.record(usage, estimate, t);
         }
         self.admitted += 1;
-        Ok(())
     }
 
     /// Jobs admitted so far while any quota is configured (each counted in every window
