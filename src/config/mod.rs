@@ -106,6 +106,19 @@ impl Config {
         quota::validate(&self.quotas)?;
         for (name, b) in &self.backends {
             b.validate(name)?;
+            let shared_rate = self
+                .resources
+                .get(name)
+                .and_then(|r| r.rate_limit.as_ref())
+                .is_some_and(|l| l.backend == BackendKind::Redis);
+            if b.backend == BackendKind::Redis && shared_rate {
+                // Both would wait in the core's one lease-wait stage; not carried yet.
+                return Err(ConfigError::invalid(
+                    format!("resources.{name}.rate_limit.backend"),
+                    format!("\"in_process\" while backends.{name} shares the slots through Redis"),
+                    "\"redis\"",
+                ));
+            }
         }
         for (name, t) in &self.tenants {
             t.validate(name)?;
