@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::redis_server::RedisServer;
@@ -240,7 +239,7 @@ fn an_unreachable_url_is_refused_at_start_naming_the_field() {
 }
 
 fn from_file(text: &str) -> Result<Config, weir::ConfigError> {
-    let path = PathBuf::from(std::env::temp_dir()).join(format!("weir-shared-{}.toml", std::process::id()));
+    let path = std::env::temp_dir().join(format!("weir-shared-{}.toml", std::process::id()));
     std::fs::write(&path, text).unwrap();
     let got = weir_actors::load_config_from(Some(&path), std::iter::empty());
     let _ = std::fs::remove_file(&path);

@@ -266,3 +266,184 @@ impl<T> Scheduler<T> {
         self.shared_quotas.as_ref().map(|s| s.fallback.usage(tenant, now))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::job::JobSpec;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// `per_user`, 2 per minute, kept in Redis with `policy`.
+    fn shared(policy: &str) -> Scheduler<u32> {
+        let config = Config::from_toml_str(&format!(
+            "[quotas.per_user]\nwindows = [{{ limit = 2, per = \"1m\" }}]\nbackend = \"redis\"\n\
+             url = \"redis://127.0.0.1:1\"\non_failure = \"{policy}\"\n"
+        ))
+        .unwrap();
+        let mut s = Scheduler::new(config);
+        assert!(s.require_shared_quotas());
+        s
+    }
+
+    fn poll(s: &mut Scheduler<u32>, now: Duration) -> Vec<Event<u32>> {
+        let mut out = Vec::new();
+        s.poll(now, &mut out);
+        out
+    }
+
+    fn wanted(events: &[Event<u32>]) -> Vec<JobKey> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::QuotaWanted { key, .. } => Some(*key),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn granted(events: &[Event<u32>]) -> usize {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Granted { .. }))
+            .count()
+    }
+
+    fn skipped(events: &[Event<u32>]) -> Vec<&SkipReason> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Skipped { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_job_under_a_shared_quota_starts_only_once_the_store_admitted_it() {
+        let mut s = shared("fail_closed");
+        let key = s.submit(JobSpec::new("alice", "db"), 1, ms(0));
+        let ev = poll(&mut s, ms(0));
+        assert_eq!(wanted(&ev), vec![key]);
+        assert_eq!(granted(&ev), 0, "no grant before the store answers");
+        s.quota_admitted(key, ms(3)).unwrap();
+        assert_eq!(granted(&poll(&mut s, ms(3))), 1);
+        // A second answer for the same job is refused: it no longer waits.
+        assert_eq!(
+            s.quota_admitted(key, ms(4)),
+            Err(CoreError::WrongStage("waiting for a shared quota"))
+        );
+    }
+
+    #[test]
+    fn a_refusal_from_the_store_defers_a_waiting_job_to_its_retry_time_and_asks_again() {
+        let mut s = shared("fail_closed");
+        let spec = JobSpec::new("alice", "db")
+            .wait_for_quota()
+            .wait_timeout(ms(10_000));
+        let key = s.submit(spec, 1, ms(0));
+        poll(&mut s, ms(0));
+        let refusal = QuotaRefusal::NotUntil {
+            limit: "per_user/1m".into(),
+            retry_after: ms(500),
+        };
+        s.quota_refused(key, refusal, ms(10)).unwrap();
+        assert!(wanted(&poll(&mut s, ms(509))).is_empty());
+        assert_eq!(
+            wanted(&poll(&mut s, ms(510))),
+            vec![key],
+            "asked again at the retry time"
+        );
+    }
+
+    #[test]
+    fn fail_closed_refuses_with_a_typed_reason_when_redis_cannot_answer() {
+        let mut s = shared("fail_closed");
+        let key = s.submit(JobSpec::new("alice", "db"), 1, ms(0));
+        poll(&mut s, ms(0));
+        assert_eq!(s.quota_unavailable(key, ms(1)), Ok(SharedQuotaOutcome::Skipped));
+        let ev = poll(&mut s, ms(1));
+        assert_eq!(
+            skipped(&ev),
+            vec![&SkipReason::QuotaUnavailable {
+                limit: "redis:per_user".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn fail_closed_waits_for_redis_within_the_wait_timeout_then_skips() {
+        let mut s = shared("fail_closed");
+        let spec = JobSpec::new("alice", "db").wait_for_quota().wait_timeout(ms(250));
+        let key = s.submit(spec, 1, ms(0));
+        poll(&mut s, ms(0));
+        assert_eq!(s.quota_unavailable(key, ms(1)), Ok(SharedQuotaOutcome::Waits));
+        assert_eq!(wanted(&poll(&mut s, ms(101))), vec![key], "asked again");
+        // No answer at all this time: at its wait deadline the policy decides by itself.
+        let ev = poll(&mut s, ms(250));
+        assert_eq!(skipped(&ev).len(), 1, "{ev:?}");
+        assert_eq!(s.live_jobs(), 0);
+    }
+
+    #[test]
+    fn fail_open_admits_without_the_check() {
+        let mut s = shared("fail_open");
+        let keys: Vec<JobKey> = (0..3)
+            .map(|i| s.submit(JobSpec::new("alice", "db"), i, ms(0)))
+            .collect();
+        poll(&mut s, ms(0));
+        for key in keys {
+            assert_eq!(
+                s.quota_unavailable(key, ms(1)),
+                Ok(SharedQuotaOutcome::AdmittedFailOpen)
+            );
+        }
+        assert_eq!(
+            granted(&poll(&mut s, ms(1))),
+            3,
+            "over the 2/min: nobody could check"
+        );
+    }
+
+    #[test]
+    fn fail_open_local_falls_back_to_the_same_limits_kept_in_this_process() {
+        let mut s = shared("fail_open_local");
+        let first = s.submit(JobSpec::new("alice", "db"), 0, ms(0));
+        poll(&mut s, ms(0));
+        s.quota_admitted(first, ms(1)).unwrap();
+        let keys: Vec<JobKey> = (1..3)
+            .map(|i| s.submit(JobSpec::new("alice", "db"), i, ms(2)))
+            .collect();
+        poll(&mut s, ms(2));
+        // The process's own copy knows the admission Redis made: one more fits its 2/min.
+        assert_eq!(
+            s.quota_unavailable(keys[0], ms(3)),
+            Ok(SharedQuotaOutcome::AdmittedFailOpen)
+        );
+        assert_eq!(
+            s.quota_unavailable(keys[1], ms(3)),
+            Ok(SharedQuotaOutcome::Skipped)
+        );
+        let ev = poll(&mut s, ms(3));
+        assert!(
+            matches!(skipped(&ev).as_slice(), [SkipReason::QuotaExceeded { limit, .. }] if limit == "per_user/1m"),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_shell_that_carries_them_shared_quotas_are_kept_in_process() {
+        let config = Config::from_toml_str(
+            "[quotas.per_user]\nwindows = [{ limit = 1, per = \"1m\" }]\nbackend = \"redis\"\nurl = \"redis://h\"\n",
+        )
+        .unwrap();
+        let mut s: Scheduler<u32> = Scheduler::new(config);
+        s.submit(JobSpec::new("alice", "db"), 0, ms(0));
+        s.submit(JobSpec::new("alice", "db"), 1, ms(0));
+        let ev = poll(&mut s, ms(0));
+        assert_eq!((granted(&ev), skipped(&ev).len()), (1, 1));
+    }
+}
