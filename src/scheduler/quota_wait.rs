@@ -260,6 +260,15 @@ impl<T> Scheduler<T> {
         self.timers.set_pending(now);
     }
 
+    /// Jobs admitted by the quotas so far (in-process and shared: each admitted job once).
+    pub fn quota_admissions(&self) -> u64 {
+        match &self.shared_quotas {
+            // Every admission of this process is recorded in the shared quotas' own copy.
+            Some(shared) => shared.fallback.admitted(),
+            None => self.quotas.admitted(),
+        }
+    }
+
     /// `tenant`'s usage of the process's own copy of the shared quotas (what
     /// `fail_open_local` would decide with), if any quota is shared.
     pub fn shared_fallback_usage(&self, tenant: &TenantId, now: Duration) -> Option<crate::UsageSnapshot> {

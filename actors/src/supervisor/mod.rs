@@ -214,9 +214,12 @@ impl Supervisor {
     /// Publishes the snapshot-derived metrics; returns the snapshot.
     fn publish_metrics(&mut self, now: Duration) -> StatsSnapshot {
         let snap = self.core.snapshot(now);
-        let backends = self.shared.snapshot();
+        let mut backends = self.shared.snapshot();
+        if let Some(store) = &self.quota_store {
+            backends.insert("quotas".into(), store.snapshot());
+        }
         self.metrics
-            .publish(&snap, self.core.quotas().admitted(), &backends);
+            .publish(&snap, self.core.quota_admissions(), &backends);
         snap
     }
 
