@@ -285,3 +285,62 @@ fn bad_shared_limit_fields_are_refused_naming_the_field() {
         "{e}"
     );
 }
+
+#[test]
+fn a_reported_cost_replaces_the_estimate_in_the_shared_budget() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut config = Config::default();
+    config.scheduler.batch_delay = Duration::ZERO;
+    config.quotas.insert(
+        "spend".into(),
+        QuotaConfig {
+            scope: weir::QuotaScope::Global,
+            cost_budget: Some(10),
+            cost_window: Some(Duration::from_secs(3600)),
+            backend: BackendKind::Redis,
+            url: url.clone(),
+            ..QuotaConfig::default()
+        },
+    );
+    let charges = |server: &RedisServer| -> Vec<String> {
+        redis::cmd("ZRANGE")
+            .arg("weir:quota:spend:g:cost")
+            .arg(0)
+            .arg(-1)
+            .query(&mut server.connection())
+            .unwrap()
+    };
+    let admitted = run(async {
+        let rt = Runtime::start(config).unwrap();
+        let mut admitted = 0;
+        // Estimated 5, each really costs 1: charged at its estimate, settled to 1 when it
+        // ends. Without settling, 2 would fit in 10; with it, 6 (5 settled at 1, + 5).
+        for i in 0..8 {
+            let spec = JobSpec::new("t", "db").estimated_cost(5);
+            let outcome = rt
+                .submit(spec, |ctx| async move {
+                    ctx.report_cost(1);
+                    Ok::<_, JobError>(())
+                })
+                .unwrap()
+                .await;
+            if !outcome.is_completed() {
+                break;
+            }
+            admitted += 1;
+            // The settlement travels after the outcome: wait until Redis has it.
+            for _ in 0..200 {
+                if charges(&server).iter().filter(|c| c.ends_with(":1")).count() > i {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        rt.shutdown(Duration::from_secs(1)).await;
+        admitted
+    });
+    assert_eq!(admitted, 6);
+    let left = charges(&server);
+    assert_eq!(left.iter().filter(|c| c.ends_with(":1")).count(), 6, "{left:?}");
+}

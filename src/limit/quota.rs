@@ -504,6 +504,9 @@ pub(crate) struct JobQuota {
     pub(crate) wait: bool,
     /// ...as long as the retry time is no later than this.
     pub(crate) deadline: Duration,
+    /// Redis charged its estimate to the shared cost budgets (admitted by the shared
+    /// store, not failed open): a different reported cost is settled there too.
+    pub(crate) shared: bool,
 }
 
 impl Quotas {

@@ -119,10 +119,31 @@ impl<T> Scheduler<T> {
     }
 
     /// An ended job's quota reservation becomes its actual cost (the estimate when it ran
-    /// and did not report one; nothing when it never ran).
-    pub(super) fn settle_quota(&mut self, tenant: &TenantId, quota: JobQuota, ran: bool, now: Duration) {
+    /// and did not report one; nothing when it never ran). A job that ran and reported a
+    /// cost other than the estimate Redis charged is settled there too
+    /// (`Event::QuotaSettled`); a job that never ran stays charged its estimate in Redis
+    /// (on the side of the limit).
+    pub(super) fn settle_quota(
+        &mut self,
+        key: JobKey,
+        tenant: &TenantId,
+        quota: JobQuota,
+        ran: bool,
+        now: Duration,
+    ) {
         if !quota.admitted {
             return;
+        }
+        if let (true, true, Some(actual)) = (quota.shared, ran, quota.actual) {
+            if actual != quota.estimate {
+                self.pending.push(Event::QuotaSettled {
+                    key,
+                    tenant: tenant.clone(),
+                    estimate: quota.estimate,
+                    actual,
+                });
+                self.timers.set_pending(now);
+            }
         }
         let local = self.quotas.is_empty();
         let fallback = self.shared_quotas.as_mut().map(|s| s.fallback_mut());

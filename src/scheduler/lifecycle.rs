@@ -58,7 +58,7 @@ impl<T> Scheduler<T> {
         }
         let entry = self.jobs.remove(key.idx as usize);
         self.waiting -= 1;
-        self.settle_quota(&entry.tenant, entry.quota, false, now);
+        self.settle_quota(key, &entry.tenant, entry.quota, false, now);
         let res = &mut self.resources[r];
         res.stats.record_outcome(OutcomeKind::Skipped);
         tracing::info!(job = key.id.0, tenant = %entry.tenant, resource = %res.name, "skip: no slot within the wait timeout");
@@ -133,7 +133,7 @@ impl<T> Scheduler<T> {
                 .tenants
                 .unqueued(&entry.tenant);
         }
-        self.settle_quota(&entry.tenant, entry.quota, true, now);
+        self.settle_quota(key, &entry.tenant, entry.quota, true, now);
         let r = entry.resource;
         let res = &mut self.resources[r as usize];
         if let Some(granted_at) = granted_at {

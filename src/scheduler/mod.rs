@@ -138,6 +138,19 @@ pub enum Event<T> {
         /// The job's estimated cost, reserved in the shared cost budgets.
         estimate: u64,
     },
+    /// A job admitted by the shared quotas ended having reported a cost other than the
+    /// estimate Redis charged to the shared cost budgets: replace that charge by `actual`
+    /// (nothing to answer; if it fails, the estimate stays charged).
+    QuotaSettled {
+        /// The job (it has ended; its key names the charge).
+        key: JobKey,
+        /// Whose budgets.
+        tenant: TenantId,
+        /// What was charged at admission.
+        estimate: u64,
+        /// What the job reported.
+        actual: u64,
+    },
     /// The job's lease expired: cancel it and call [`Scheduler::complete`] once it stopped.
     LeaseExpired {
         /// The job.

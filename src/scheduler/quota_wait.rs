@@ -155,7 +155,9 @@ impl<T> Scheduler<T> {
         if let Some(shared) = &mut self.shared_quotas {
             shared.fallback.record(&tenant, estimate, now);
         }
-        self.jobs[key.idx as usize].quota.admitted = true;
+        let quota = &mut self.jobs[key.idx as usize].quota;
+        quota.admitted = true;
+        quota.shared = true;
         self.enqueue(key, now);
         Ok(())
     }

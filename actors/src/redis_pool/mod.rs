@@ -37,6 +37,6 @@ mod stats;
 pub(crate) use broker::Answer;
 pub(crate) use conn::ping;
 pub use pool::{Acquired, Lease, LeaseId, PoolError, PoolSettings, RedisPool, Released};
-pub(crate) use quota_broker::{QuotaAnswer, SharedQuotaStore, Want};
+pub(crate) use quota_broker::{QuotaAnswer, Settle, SharedQuotaStore, Want};
 pub(crate) use shared::SharedSlots;
 pub use stats::BackendSnapshot;

@@ -1,26 +1,26 @@
 -- Checks and records a batch of admissions against quotas shared by every replica,
 -- atomically, on the Redis server's clock.
--- ARGV[1] key prefix, ARGV[2] nonce (unique per call across processes),
--- ARGV[3] number of rules R, then R rules of 5 fields:
+-- ARGV[1] key prefix, ARGV[2] number of rules R, then R rules of 5 fields:
 --   quota name, scope ('t' tenant or 'g' global), kind ('w' window or 'c' cost),
 --   limit (admissions, or cost budget), window length in microseconds,
--- then the admissions, 2 fields each: tenant, estimated cost.
+-- then the admissions, 3 fields each: tenant, estimated cost, admission id (unique across
+-- processes: it names the admission's records, so a settle can find its charge).
 -- Keys: PREFIX:quota:NAME:g or PREFIX:quota:NAME:t:TENANT (sorted set of admissions,
--- score = time in us) and the same with :cost (members "nonce:i:cost", score = time).
+-- score = time in us) and the same with :cost (members "id:cost", score = time).
 -- Every key expires after its quota's longest window: an idle tenant leaves nothing.
 -- Returns, per admission, three integers: status (0 admitted, 1 not until, 2 never),
 -- the retry time in microseconds (exact: when the blocking admission or charge leaves
 -- its window), and the refusing rule's index (1-based; 0 when admitted).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local prefix, nonce = ARGV[1], ARGV[2]
+local prefix = ARGV[1]
 -- Numbers go to Redis as integers: Lua's default formatting would round them (1.7e+15).
 local function int(x) return string.format('%d', x) end
-local r = tonumber(ARGV[3])
+local r = tonumber(ARGV[2])
 local rules = {}
 local longest = {}
 for i = 1, r do
-  local b = 3 + (i - 1) * 5
+  local b = 2 + (i - 1) * 5
   local rule = { name = ARGV[b + 1], scope = ARGV[b + 2], kind = ARGV[b + 3],
                  limit = tonumber(ARGV[b + 4]), per = tonumber(ARGV[b + 5]) }
   rules[i] = rule
@@ -36,11 +36,12 @@ local function cost_of(member)
   return tonumber(string.match(member, ':(%d+)$'))
 end
 local out = {}
-local first = 4 + r * 5
-local n = (#ARGV - first + 1) / 2
+local first = 3 + r * 5
+local n = (#ARGV - first + 1) / 3
 for a = 1, n do
-  local tenant = ARGV[first + (a - 1) * 2]
-  local est = tonumber(ARGV[first + (a - 1) * 2 + 1])
+  local tenant = ARGV[first + (a - 1) * 3]
+  local est = tonumber(ARGV[first + (a - 1) * 3 + 1])
+  local id = ARGV[first + (a - 1) * 3 + 2]
   local status, retry, which = 0, 0, 0
   for i, rule in ipairs(rules) do
     local k = key(rule, tenant)
@@ -84,12 +85,10 @@ for a = 1, n do
       local k = key(rule, tenant)
       if not done[k] then
         done[k] = true
-        local member = nonce .. ':' .. a
+        local member = id
         if rule.kind == 'c' then member = member .. ':' .. est end
-        if rule.kind == 'w' or est > 0 then
-          redis.call('ZADD', k, int(now), member)
-          redis.call('PEXPIRE', k, int(math.ceil(longest[rule.name] / 1000) + 1))
-        end
+        redis.call('ZADD', k, int(now), member)
+        redis.call('PEXPIRE', k, int(math.ceil(longest[rule.name] / 1000) + 1))
       end
     end
   end

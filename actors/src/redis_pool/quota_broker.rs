@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use weir::{BackendKind, Config, JobKey, QuotaRefusal, TenantId};
+use weir::{BackendKind, Config, JobId, JobKey, QuotaRefusal, TenantId};
 
 use super::broker::full_jitter;
 use super::quota_store::{QuotaStore, Verdict};
@@ -27,6 +27,15 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// One job's admission to check.
 pub(crate) type Want = (JobKey, TenantId, u64);
+/// One ended job's reported cost to charge instead of its estimate: (job, tenant,
+/// estimate, actual).
+pub(crate) type Settle = (JobKey, TenantId, u64, u64);
+
+/// What the supervisor sends: one pass's admissions, or its settlements.
+enum Work {
+    Check(Vec<Want>, Instant),
+    Settle(Vec<Settle>),
+}
 
 /// What the broker tells the supervisor about one job.
 #[derive(Debug)]
@@ -38,7 +47,7 @@ pub(crate) enum QuotaAnswer {
 
 struct Broker {
     store: QuotaStore,
-    rx: mpsc::UnboundedReceiver<(Vec<Want>, Instant)>,
+    rx: mpsc::UnboundedReceiver<Work>,
     answer: Box<dyn Fn(Vec<QuotaAnswer>) + Send>,
     stats: Arc<Mutex<BackendStats>>,
     next_try: Instant,
@@ -53,12 +62,25 @@ impl Broker {
                 wants.push(more);
             }
             let mut answers = Vec::new();
-            for (batch, since) in wants {
-                for chunk in batch.chunks(MAX_BATCH) {
-                    self.check(chunk, since, &mut answers).await;
+            // In the order sent: a settlement reaches Redis before any check the
+            // supervisor sent after it.
+            for work in wants {
+                match work {
+                    Work::Check(batch, since) => {
+                        for chunk in batch.chunks(MAX_BATCH) {
+                            self.check(chunk, since, &mut answers).await;
+                        }
+                    }
+                    Work::Settle(batch) => {
+                        for chunk in batch.chunks(MAX_BATCH) {
+                            self.settle(chunk).await;
+                        }
+                    }
                 }
             }
-            (self.answer)(answers);
+            if !answers.is_empty() {
+                (self.answer)(answers);
+            }
         }
     }
 
@@ -67,7 +89,8 @@ impl Broker {
             answers.extend(chunk.iter().map(|(k, _, _)| QuotaAnswer::Unavailable(*k)));
             return;
         }
-        let batch: Vec<(TenantId, u64)> = chunk.iter().map(|(_, t, e)| (t.clone(), *e)).collect();
+        let batch: Vec<(JobId, TenantId, u64)> =
+            chunk.iter().map(|(k, t, e)| (k.id(), t.clone(), *e)).collect();
         match self.store.check(&batch).await {
             Ok(verdicts) => {
                 self.delay = Duration::ZERO;
@@ -100,9 +123,33 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// A failed settlement leaves the estimate charged (on the side of the limit).
+    async fn settle(&mut self, chunk: &[Settle]) {
+        if Instant::now() < self.next_try {
+            tracing::debug!(jobs = chunk.len(), "redis backing off: estimates stay charged");
+            return;
+        }
+        let batch: Vec<(JobId, TenantId, u64, u64)> = chunk
+            .iter()
+            .map(|(k, t, e, a)| (k.id(), t.clone(), *e, *a))
+            .collect();
+        match self.store.settle(&batch).await {
+            Ok(_) => self.stats.lock().unwrap_or_else(|e| e.into_inner()).round_trips += 1,
+            Err(e) => {
+                self.stats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .backend_errors += 1;
+                tracing::warn!(error = %e, "redis cost settlement failed: estimates stay charged");
+            }
+        }
+    }
+}
+
 /// The supervisor's handle on the shared quotas' broker.
 pub(crate) struct SharedQuotaStore {
-    tx: mpsc::UnboundedSender<(Vec<Want>, Instant)>,
+    tx: mpsc::UnboundedSender<Work>,
     stats: Arc<Mutex<BackendStats>>,
 }
 
@@ -142,7 +189,14 @@ impl SharedQuotaStore {
     /// Sends one pass's admissions (one round trip unless they are many).
     pub(crate) fn want(&self, batch: Vec<Want>) {
         if !batch.is_empty() {
-            let _ = self.tx.send((batch, Instant::now()));
+            let _ = self.tx.send(Work::Check(batch, Instant::now()));
+        }
+    }
+
+    /// Sends one pass's settlements (reported costs replacing charged estimates).
+    pub(crate) fn settle(&self, batch: Vec<Settle>) {
+        if !batch.is_empty() {
+            let _ = self.tx.send(Work::Settle(batch));
         }
     }
 

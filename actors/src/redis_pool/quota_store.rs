@@ -7,7 +7,8 @@
 //! * One sorted set per quota and subject (a tenant, or everyone) holds admission times
 //!   in microseconds of the server's `TIME`; all windows of a quota count the same set,
 //!   as the in-process log does. Cost budgets keep one more set of charges (the
-//!   estimate, charged at admission). No client clock is ever sent.
+//!   estimate, charged at admission, replaced by the reported cost when the job ends,
+//!   `settle.lua`). No client clock is ever sent.
 //! * A refusal's `retry_after` is exact at the instant the script ran: the blocking
 //!   admission (the `limit`-th most recent in the window) or the charge that must leave
 //!   the window, plus the window, minus now. It reaches the job one round trip later.
@@ -17,12 +18,11 @@
 //!   script is one atomic step for all of them, so no other replica's admission can fall
 //!   between a check and its record.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Script;
-use weir::{BackendKind, Config, QuotaRefusal, QuotaScope, TenantId};
+use weir::{BackendKind, Config, JobId, QuotaRefusal, QuotaScope, TenantId};
 
 use super::conn::Conn;
 use super::PoolError;
@@ -50,8 +50,8 @@ pub(crate) struct QuotaStore {
     prefix: String,
     rules: Vec<Rule>,
     nonce: String,
-    calls: AtomicU64,
     script: Script,
+    settle: Script,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -98,21 +98,24 @@ impl QuotaStore {
                     prefix: first.key_prefix.clone(),
                     rules,
                     nonce: format!("{:016x}", rand::random::<u64>()),
-                    calls: AtomicU64::new(0),
                     script: Script::new(include_str!("quota.lua")),
+                    settle: Script::new(include_str!("settle.lua")),
                 },
                 url,
             )
         }))
     }
 
-    /// Checks and records `batch` (tenant, estimate) in one round trip.
-    pub(crate) async fn check(&self, batch: &[(TenantId, u64)]) -> Result<Vec<Verdict>, PoolError> {
-        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+    /// The id of a job's admission records: unique across processes (a random per-process
+    /// part and the job's id, which only grows).
+    fn admission_id(&self, job: JobId) -> String {
+        format!("{}:{}", self.nonce, job.0)
+    }
+
+    /// Checks and records `batch` (job, tenant, estimate) in one round trip.
+    pub(crate) async fn check(&self, batch: &[(JobId, TenantId, u64)]) -> Result<Vec<Verdict>, PoolError> {
         let mut inv = self.script.prepare_invoke();
-        inv.arg(&self.prefix)
-            .arg(format!("{}-{call}", self.nonce))
-            .arg(self.rules.len());
+        inv.arg(&self.prefix).arg(self.rules.len());
         for r in &self.rules {
             let scope = match r.scope {
                 QuotaScope::Tenant => "t",
@@ -124,8 +127,10 @@ impl QuotaStore {
                 .arg(r.limit)
                 .arg(r.per_us);
         }
-        for (tenant, estimate) in batch {
-            inv.arg(tenant.as_str()).arg(*estimate);
+        for (job, tenant, estimate) in batch {
+            inv.arg(tenant.as_str())
+                .arg(*estimate)
+                .arg(self.admission_id(*job));
         }
         let reply: Vec<i64> = self.conn.run(inv).await?;
         if reply.len() != batch.len() * 3 {
@@ -138,7 +143,7 @@ impl QuotaStore {
         reply
             .chunks(3)
             .zip(batch)
-            .map(|(v, (_, estimate))| {
+            .map(|(v, (_, _, estimate))| {
                 let rule = |i: i64| {
                     usize::try_from(i - 1)
                         .ok()
@@ -163,5 +168,29 @@ impl QuotaStore {
                 }
             })
             .collect()
+    }
+
+    /// Replaces the estimates charged for `batch` (job, tenant, estimate, actual) by the
+    /// reported costs, one round trip; returns the charges replaced.
+    pub(crate) async fn settle(&self, batch: &[(JobId, TenantId, u64, u64)]) -> Result<u64, PoolError> {
+        let costs: Vec<&Rule> = self.rules.iter().filter(|r| r.cost).collect();
+        if costs.is_empty() || batch.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = self.settle.prepare_invoke();
+        inv.arg(&self.prefix).arg(costs.len());
+        for r in costs {
+            inv.arg(&r.quota).arg(match r.scope {
+                QuotaScope::Tenant => "t",
+                QuotaScope::Global => "g",
+            });
+        }
+        for (job, tenant, estimate, actual) in batch {
+            inv.arg(tenant.as_str())
+                .arg(self.admission_id(*job))
+                .arg(*estimate)
+                .arg(*actual);
+        }
+        self.conn.run(inv).await
     }
 }

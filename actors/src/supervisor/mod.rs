@@ -39,7 +39,7 @@ use crate::job::link::{Drain, Link};
 use crate::job::slot::SlotReturn;
 use crate::job::stop::{Stop, StopReason};
 use crate::metrics::Metrics;
-use crate::redis_pool::{SharedQuotaStore, SharedSlots, Want};
+use crate::redis_pool::{Settle, SharedQuotaStore, SharedSlots, Want};
 use crate::wake::Wake;
 use crate::worker::{Run, WorkerPool};
 use leases::BackendAnswers;
@@ -92,6 +92,8 @@ pub(crate) struct Supervisor {
     quota_store: Option<SharedQuotaStore>,
     /// This pass's admissions for the quota broker, sent as one batch.
     quota_wants: Vec<Want>,
+    /// This pass's cost settlements for the quota broker, sent as one batch.
+    quota_settles: Vec<Settle>,
     /// The inbox's last batch, kept empty between drains for its capacity.
     intake: Vec<Intake>,
     /// What goes out through the `metrics` facade (see `crate::metrics`).
@@ -125,6 +127,7 @@ impl Supervisor {
             shared: SharedSlots::none(),
             quota_store: None,
             quota_wants: Vec::new(),
+            quota_settles: Vec::new(),
             intake: Vec::new(),
         }
     }
@@ -190,6 +193,12 @@ impl Supervisor {
                 } => {
                     self.quota_wants.push((key, tenant, estimate));
                 }
+                Event::QuotaSettled {
+                    key,
+                    tenant,
+                    estimate,
+                    actual,
+                } => self.quota_settles.push((key, tenant, estimate, actual)),
                 Event::LeaseExpired { key } => {
                     // A parent that was waiting for its global lease gives the request up.
                     self.shared.release(key);
@@ -200,7 +209,9 @@ impl Supervisor {
             }
         }
         self.events = events;
-        if let (Some(store), false) = (&self.quota_store, self.quota_wants.is_empty()) {
+        if let Some(store) = &self.quota_store {
+            // Settlements first: a check sent in the same pass then sees the real costs.
+            store.settle(std::mem::take(&mut self.quota_settles));
             store.want(std::mem::take(&mut self.quota_wants));
         }
         self.workers.flush();
