@@ -507,6 +507,9 @@ pub(crate) struct JobQuota {
     /// Redis charged its estimate to the shared cost budgets (admitted by the shared
     /// store, not failed open): a different reported cost is settled there too.
     pub(crate) shared: bool,
+    /// A release timer at `deadline` bounds its waits for the shared store (set once: the
+    /// deadline never moves, and a job may ask again after a refusal).
+    pub(crate) deadline_timer: bool,
 }
 
 impl Quotas {

@@ -124,8 +124,11 @@ impl<T> Scheduler<T> {
         let entry = &mut self.jobs[key.idx as usize];
         entry.stage = Stage::QuotaWait;
         let (tenant, estimate, deadline) = (entry.tenant.clone(), entry.quota.estimate, entry.quota.deadline);
-        // Never past the job's wait deadline: the policy decides then.
-        self.timers.push_release(deadline.max(now), key);
+        // Never past the job's wait deadline: the policy decides then. One timer per job
+        // (each costs a heap entry until its deadline, even after the job ended).
+        if !std::mem::replace(&mut entry.quota.deadline_timer, true) {
+            self.timers.push_release(deadline.max(now), key);
+        }
         self.pending.push(Event::QuotaWanted {
             key,
             tenant,
