@@ -202,6 +202,13 @@ pub enum SkipReason {
         /// is admitted in that quota's scope meanwhile; one tick earlier is refused.
         retry_after: Duration,
     },
+    /// A quota shared through Redis (`on_failure = "fail_closed"`) could not be checked
+    /// (Redis down, paused or unreachable) within the job's wait: nothing was admitted
+    /// unchecked.
+    QuotaUnavailable {
+        /// The shared quotas' store: `redis` and the quota names it holds.
+        limit: String,
+    },
     /// The job's estimated cost alone is over a cost budget: no retry can pass.
     OverBudget {
         /// Which budget (`per_user/cost`).
@@ -219,6 +226,9 @@ impl fmt::Display for SkipReason {
             SkipReason::NoSlot => f.write_str("no slot within the wait timeout"),
             SkipReason::QuotaExceeded { limit, retry_after } => {
                 write!(f, "quota {limit} exceeded, retry after {retry_after:?}")
+            }
+            SkipReason::QuotaUnavailable { limit } => {
+                write!(f, "shared quota {limit} could not be checked (redis unavailable)")
             }
             SkipReason::OverBudget {
                 limit,

@@ -62,7 +62,7 @@ pub use config::resilience::{
 pub use config::{
     AdaptiveAlgorithm, AdaptiveConfig, BackendConfig, BackendKind, CoalesceConfig, Config, ConfigError,
     FailurePolicy, IntervalStep, IntervalTable, QuotaConfig, QuotaScope, ResourceConfig, ResourceSettings,
-    RuntimeConfig, SchedulerConfig, TenantConfig, WindowConfig, DEFAULT_TOML,
+    RuntimeConfig, SchedulerConfig, SharedFailure, TenantConfig, WindowConfig, DEFAULT_TOML,
 };
 pub use guard::ResilienceStats;
 pub use job::{
@@ -71,7 +71,7 @@ pub use job::{
 };
 pub use lease::LeaseError;
 pub use limit::quota::{CostUsage, QuotaRefusal, Quotas, UsageSnapshot, WindowUsage};
-pub use scheduler::{Cancelled, CoreError, Event, JobKey, LeaseRefusal, Scheduler};
+pub use scheduler::{Cancelled, CoreError, Event, JobKey, LeaseRefusal, Scheduler, SharedQuotaOutcome};
 pub use stats::{OutcomeCounts, Percentiles, ResourceSnapshot, ResourceStats, StatsSnapshot, TenantFairness};
 
 /// The pure policies the actor shell drives beside the [`Scheduler`]: fan-out release

@@ -47,7 +47,7 @@ proptest! {
         factor in 0.1f64..=1.0,
         gaps in proptest::collection::vec(0u64..200, 1..400),
     ) {
-        let cfg = RateLimitConfig { requests, per: ms(per_ms), safety_factor: factor, burst: 1 };
+        let cfg = RateLimitConfig { requests, per: ms(per_ms), safety_factor: factor, burst: 1, ..RateLimitConfig::default() };
         let max = cfg.effective_requests() as usize;
         let mut limit = RateLimit::new(&cfg);
         let mut now = Duration::ZERO;

@@ -87,6 +87,29 @@ fn clock_paused() -> bool {
     tokio::time::Instant::now() == before
 }
 
+/// Every quota and rate limit kept in Redis must find its server at start: an unreachable
+/// URL is a configuration error naming the field (a server that goes away later is what
+/// `on_failure` is for).
+fn check_shared_urls(config: &Config) -> Result<(), StartError> {
+    let quotas = config
+        .quotas
+        .iter()
+        .filter(|(_, q)| q.backend == weir::BackendKind::Redis)
+        .map(|(name, q)| (format!("quotas.{name}.url"), q.url.as_str()));
+    let rates = config.resources.iter().filter_map(|(name, r)| {
+        r.rate_limit
+            .as_ref()
+            .filter(|l| l.backend == weir::BackendKind::Redis)
+            .map(|l| (format!("resources.{name}.rate_limit.url"), l.url.as_str()))
+    });
+    for (field, url) in quotas.chain(rates) {
+        if let Err(e) = crate::redis_pool::ping(url, std::time::Duration::from_secs(2)) {
+            return Err(ConfigError::invalid(field, format!("a reachable Redis server ({e})"), url).into());
+        }
+    }
+    Ok(())
+}
+
 impl Runtime {
     /// Starts a runtime.
     ///
@@ -96,9 +119,11 @@ impl Runtime {
     /// `main`, a tokio runtime without actix) it starts an actix system on a thread of its
     /// own. Body threads are started per `runtime.worker_threads` (by default one per
     /// core; none when the caller's tokio clock is paused, see
-    /// [`RuntimeConfig::body_threads`](weir::RuntimeConfig::body_threads)).
+    /// [`RuntimeConfig::body_threads`](weir::RuntimeConfig::body_threads)). Quotas and
+    /// rate limits kept in Redis must reach their server now (an error names the `url`).
     pub fn start(config: Config) -> Result<Runtime, StartError> {
         config.validate()?;
+        check_shared_urls(&config)?;
         if actix_rt::Arbiter::try_current().is_some() && actix_rt::System::try_current().is_some() {
             let threads = config.runtime.body_threads(cores(), clock_paused());
             return Ok(Self::start_here(config, threads, None));

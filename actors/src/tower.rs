@@ -271,6 +271,10 @@ where
                     estimate,
                     budget,
                 }),
+                // A shared quota that could not be checked (fail_closed): unavailable, 503.
+                Outcome::Skipped(reason @ SkipReason::QuotaUnavailable { .. }) => {
+                    Err(WeirError::Stopped(reason.to_string()))
+                }
                 Outcome::Skipped(_) => Err(no_slot(&runtime, resource).await),
                 Outcome::TimedOut => Err(WeirError::Stopped("the call outlived its lease".into())),
                 Outcome::Cancelled => Err(WeirError::Stopped("the call was cancelled".into())),

@@ -273,6 +273,12 @@ pub fn for_path(path: &str) -> Option<String> {
         "quotas.*.windows[*].per" => duration(WINDOW, "1h"),
         "quotas.*.cost_budget" => whole(COST_BUDGET),
         "quotas.*.cost_window" => duration(WINDOW, "1day"),
+        "quotas.*.backend" | "resources.*.rate_limit.backend" => "\"in_process\" or \"redis\"".into(),
+        "quotas.*.url" | "resources.*.rate_limit.url" => REDIS_URL.into(),
+        "quotas.*.key_prefix" | "resources.*.rate_limit.key_prefix" => format!("a string, {KEY_PREFIX}"),
+        "quotas.*.on_failure" | "resources.*.rate_limit.on_failure" => {
+            "\"fail_open\", \"fail_closed\" or \"fail_open_local\"".into()
+        }
 
         "backends.*.backend" => "\"in_process\" or \"redis\"".into(),
         "backends.*.url" => REDIS_URL.into(),

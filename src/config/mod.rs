@@ -6,7 +6,7 @@
 //! strings (`"300s"`, `"2s"`, `"150ms"`).
 //!
 //! One file per section (`scheduler`, `runtime`, `resources`, `tenants`, `resilience`,
-//! `quota`, `backend`, `coalesce`, `metrics`), each with its struct and its checks. The range each
+//! `quota`, `backend`, `shared`, `coalesce`, `metrics`), each with its struct and its checks. The range each
 //! field allows is a value in [`allowed`] (a [`Count`], [`Span`] or [`Real`]): the
 //! section's check uses it, the error describes it, and a loader asks [`allowed::for_path`]
 //! for the same text, so the three cannot drift apart. The policies that use these
@@ -28,6 +28,7 @@ pub mod resilience;
 mod resources;
 mod runtime;
 mod scheduler;
+mod shared;
 mod tenants;
 
 pub use crate::interval::{IntervalStep, IntervalTable};
@@ -41,6 +42,7 @@ pub use range::{Count, Real, Span};
 pub use resources::{ResourceConfig, ResourceSettings};
 pub use runtime::RuntimeConfig;
 pub use scheduler::SchedulerConfig;
+pub use shared::SharedFailure;
 pub use tenants::TenantConfig;
 
 /// The embedded default configuration (`config/default.toml`).
@@ -104,6 +106,19 @@ impl Config {
         quota::validate(&self.quotas)?;
         for (name, b) in &self.backends {
             b.validate(name)?;
+            let shared_rate = self
+                .resources
+                .get(name)
+                .and_then(|r| r.rate_limit.as_ref())
+                .is_some_and(|l| l.backend == BackendKind::Redis);
+            if b.backend == BackendKind::Redis && shared_rate {
+                // Both would wait in the core's one lease-wait stage; not carried yet.
+                return Err(ConfigError::invalid(
+                    format!("resources.{name}.rate_limit.backend"),
+                    format!("\"in_process\" while backends.{name} shares the slots through Redis"),
+                    "\"redis\"",
+                ));
+            }
         }
         for (name, t) in &self.tenants {
             t.validate(name)?;

@@ -41,6 +41,17 @@ pub struct RateLimitConfig {
     /// Calls that may start back to back before pacing sets in (1 ..= requests; default
     /// 1, which keeps every window of length `per` within the limit).
     pub burst: u32,
+    /// `in_process` (the default) or `redis`: the limiter's state (GCRA's theoretical
+    /// arrival time) lives in Redis, so the rate holds across every replica with the
+    /// same `url`, `key_prefix` and resource name. The safety factor and jitter are
+    /// applied by each process before it asks.
+    pub backend: super::BackendKind,
+    /// The Redis server; required with `backend = "redis"`.
+    pub url: String,
+    /// Prefix of the limiter's key (default `weir`).
+    pub key_prefix: String,
+    /// What a shared rate does while Redis cannot answer (default `fail_closed`).
+    pub on_failure: super::SharedFailure,
 }
 
 // Validation refuses NaN, so equality is total.
@@ -53,6 +64,10 @@ impl Default for RateLimitConfig {
             per: Duration::from_secs(1),
             safety_factor: 1.0,
             burst: 1,
+            backend: super::BackendKind::InProcess,
+            url: String::new(),
+            key_prefix: super::shared::default_key_prefix(),
+            on_failure: super::SharedFailure::default(),
         }
     }
 }
@@ -206,6 +221,12 @@ pub(crate) fn validate(
             ..BURST
         };
         burst.check(&f("rate_limit.burst"), l.burst)?;
+        super::shared::validate(
+            |k| f(&format!("rate_limit.{k}")),
+            l.backend,
+            &l.url,
+            &l.key_prefix,
+        )?;
     }
     if let Some(b) = &r.breaker {
         ERROR_RATE.check(&f("breaker.error_rate"), b.error_rate)?;

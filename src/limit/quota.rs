@@ -391,6 +391,18 @@ impl Quotas {
             return Ok(());
         }
         self.check(tenant, estimate, now)?;
+        self.record(tenant, estimate, now);
+        Ok(())
+    }
+
+    /// Counts one admission of `tenant` in every window and reserves `estimate` in every
+    /// budget, without checking (for a limit that was checked elsewhere: the process's
+    /// own copy of a quota shared through Redis, which must know what this process
+    /// admitted if it is to stand in while Redis is down).
+    pub fn record(&mut self, tenant: &TenantId, estimate: u64, now: Duration) {
+        if self.is_empty() {
+            return;
+        }
         let t = nanos(now);
         self.global_rules.record(&mut self.global, estimate, t);
         if !self.tenant_rules.is_empty() {
@@ -405,7 +417,6 @@ impl Quotas {
             self.tenant_rules.record(usage, estimate, t);
         }
         self.admitted += 1;
-        Ok(())
     }
 
     /// Jobs admitted so far while any quota is configured (each counted in every window
@@ -493,6 +504,12 @@ pub(crate) struct JobQuota {
     pub(crate) wait: bool,
     /// ...as long as the retry time is no later than this.
     pub(crate) deadline: Duration,
+    /// Redis charged its estimate to the shared cost budgets (admitted by the shared
+    /// store, not failed open): a different reported cost is settled there too.
+    pub(crate) shared: bool,
+    /// A release timer at `deadline` bounds its waits for the shared store (set once: the
+    /// deadline never moves, and a job may ask again after a refusal).
+    pub(crate) deadline_timer: bool,
 }
 
 impl Quotas {

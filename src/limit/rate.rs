@@ -84,6 +84,7 @@ mod tests {
             per: Duration::from_secs(per),
             safety_factor,
             burst: 1,
+            ..RateLimitConfig::default()
         })
     }
 

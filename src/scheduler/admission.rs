@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::guard::Gate;
-use crate::job::{JobId, JobSpec, OutcomeKind, SkipReason, TenantId};
+use crate::job::{JobId, JobSpec, SkipReason, TenantId};
 use crate::limit::quota::{JobQuota, QuotaRefusal, Quotas, UsageSnapshot};
 
 use super::entry::{Entry, Stage};
@@ -70,54 +70,91 @@ impl<T> Scheduler<T> {
     /// for a slot. A refused job is deferred to its retry time (when it waits for quota
     /// and that time is within its wait timeout) or ends `Skipped`, reported by `poll`.
     pub(super) fn admit(&mut self, key: JobKey, now: Duration) -> bool {
-        if self.quotas.is_empty() {
+        if self.quotas.is_empty() && self.shared_quotas.is_none() {
             return true;
         }
         let entry = &mut self.jobs[key.idx as usize];
         if entry.quota.admitted {
             return true; // a retry: admitted (and reserved) once, settled once at its end
         }
-        let refusal = match self.quotas.admit(&entry.tenant, entry.quota.estimate, now) {
+        if self.shared_quotas.is_some() {
+            // In-process quotas first (no round trip for what this process refuses);
+            // recorded once Redis has admitted the job too.
+            return match self.quotas.check(&entry.tenant, entry.quota.estimate, now) {
+                Ok(()) => {
+                    self.ask_shared_quota(key, now);
+                    false
+                }
+                Err(refusal) => {
+                    self.refuse_quota(key, refusal, now);
+                    false
+                }
+            };
+        }
+        match self.quotas.admit(&entry.tenant, entry.quota.estimate, now) {
             Ok(()) => {
                 entry.quota.admitted = true;
-                return true;
+                true
             }
-            Err(refusal) => refusal,
-        };
+            Err(refusal) => {
+                self.refuse_quota(key, refusal, now);
+                false
+            }
+        }
+    }
+
+    /// A quota refused `key` (deferred, or waiting for a shared quota's answer): it is
+    /// deferred to the retry time when it waits for quota and that time is within its
+    /// wait timeout, else it ends `Skipped`, reported by the next poll.
+    pub(super) fn refuse_quota(&mut self, key: JobKey, refusal: QuotaRefusal, now: Duration) {
+        let entry = &self.jobs[key.idx as usize];
         if let QuotaRefusal::NotUntil { retry_after, .. } = &refusal {
             let retry_at = now.saturating_add(*retry_after);
             if entry.quota.wait && retry_at <= entry.quota.deadline {
-                self.resources[entry.resource as usize].deferred += 1;
-                self.timers.push_release(retry_at, key);
-                return false;
+                self.defer_for_quota(key, retry_at);
+                return;
             }
         }
-        let entry = self.jobs.remove(key.idx as usize);
-        self.waiting -= 1;
-        let res = &mut self.resources[entry.resource as usize];
-        res.stats.record_outcome(OutcomeKind::Skipped);
-        let reason = SkipReason::from(refusal);
-        tracing::info!(job = key.id.0, tenant = %entry.tenant, resource = %res.name, %reason, "skip: quota");
-        self.pending.push(Event::Skipped {
-            key,
-            payload: entry.payload.expect("a deferred job has its payload"),
-            reason,
-        });
-        self.timers.set_pending(now);
-        false
+        self.skip_for_quota(key, SkipReason::from(refusal), now);
     }
 
     /// An ended job's quota reservation becomes its actual cost (the estimate when it ran
-    /// and did not report one; nothing when it never ran).
-    pub(super) fn settle_quota(&mut self, tenant: &TenantId, quota: JobQuota, ran: bool, now: Duration) {
+    /// and did not report one; nothing when it never ran). A job that ran and reported a
+    /// cost other than the estimate Redis charged is settled there too
+    /// (`Event::QuotaSettled`); a job that never ran stays charged its estimate in Redis
+    /// (on the side of the limit).
+    pub(super) fn settle_quota(
+        &mut self,
+        key: JobKey,
+        tenant: &TenantId,
+        quota: JobQuota,
+        ran: bool,
+        now: Duration,
+    ) {
         if !quota.admitted {
             return;
         }
-        match (ran, quota.actual) {
-            (false, None) => self.quotas.release(tenant, quota.estimate),
-            (_, actual) => self
-                .quotas
-                .settle(tenant, quota.estimate, actual.unwrap_or(quota.estimate), now),
+        if let (true, true, Some(actual)) = (quota.shared, ran, quota.actual) {
+            if actual != quota.estimate {
+                self.pending.push(Event::QuotaSettled {
+                    key,
+                    tenant: tenant.clone(),
+                    estimate: quota.estimate,
+                    actual,
+                });
+                self.timers.set_pending(now);
+            }
+        }
+        let local = self.quotas.is_empty();
+        let fallback = self.shared_quotas.as_mut().map(|s| s.fallback_mut());
+        for quotas in std::iter::once(&mut self.quotas)
+            .filter(|_| !local)
+            .chain(fallback)
+        {
+            match (ran, quota.actual) {
+                (false, None) => quotas.release(tenant, quota.estimate),
+                (_, actual) => quotas.settle(tenant, quota.estimate, actual.unwrap_or(quota.estimate), now),
+            }
         }
     }
 

@@ -25,6 +25,10 @@ pub(super) enum Stage {
     /// Not yet eligible for a slot: a fan-out batch, a quota retry or a retry backoff
     /// releases it (`Timer::Release`). Holds its payload; no task.
     Deferred,
+    /// Passed the in-process quotas and waits for the shared ones' answer from Redis
+    /// (`Event::QuotaWanted` went out); a release timer at its wait deadline bounds the
+    /// wait. Holds its payload; no task; not in a queue.
+    QuotaWait,
     /// In its tenant's queue since `since`, under its wait timeout (`Timer::Wait`, when it
     /// has one). Holds its payload; no task.
     Waiting { since: Duration },

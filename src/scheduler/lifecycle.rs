@@ -58,7 +58,7 @@ impl<T> Scheduler<T> {
         }
         let entry = self.jobs.remove(key.idx as usize);
         self.waiting -= 1;
-        self.settle_quota(&entry.tenant, entry.quota, false, now);
+        self.settle_quota(key, &entry.tenant, entry.quota, false, now);
         let res = &mut self.resources[r];
         res.stats.record_outcome(OutcomeKind::Skipped);
         tracing::info!(job = key.id.0, tenant = %entry.tenant, resource = %res.name, "skip: no slot within the wait timeout");
@@ -133,7 +133,7 @@ impl<T> Scheduler<T> {
                 .tenants
                 .unqueued(&entry.tenant);
         }
-        self.settle_quota(&entry.tenant, entry.quota, true, now);
+        self.settle_quota(key, &entry.tenant, entry.quota, true, now);
         let r = entry.resource;
         let res = &mut self.resources[r as usize];
         if let Some(granted_at) = granted_at {
@@ -173,7 +173,8 @@ impl<T> Scheduler<T> {
             | Stage::Resuming { .. }
             | Stage::LeaseWait { .. }
             | Stage::Waiting { .. }
-            | Stage::Deferred => return Err(crate::LeaseError::NotHeld),
+            | Stage::Deferred
+            | Stage::QuotaWait => return Err(crate::LeaseError::NotHeld),
         }
         entry.lease_until = now.saturating_add(entry.lease);
         let (lease, until) = (entry.lease, entry.lease_until);
@@ -313,15 +314,20 @@ impl<T> Scheduler<T> {
         match entry.stage {
             // A resumed parent has a running task: the shell stops it and completes it.
             Stage::Resuming { .. } => Cancelled::Running,
-            Stage::Deferred | Stage::Waiting { .. } => {
+            Stage::Deferred | Stage::Waiting { .. } | Stage::QuotaWait => {
                 let entry = self.jobs.remove(key.idx as usize);
                 self.waiting -= 1;
                 if entry.quota.admitted {
                     self.quotas.release(&entry.tenant, entry.quota.estimate);
+                    if let Some(shared) = &mut self.shared_quotas {
+                        shared.fallback_mut().release(&entry.tenant, entry.quota.estimate);
+                    }
                 }
                 let res = &mut self.resources[entry.resource as usize];
                 if matches!(entry.stage, Stage::Deferred) {
                     res.deferred -= 1;
+                } else if matches!(entry.stage, Stage::QuotaWait) {
+                    // In no queue and not deferred: only `waiting` counted it.
                 } else {
                     res.queued -= 1;
                     res.tenants.unqueued(&entry.tenant);
@@ -338,7 +344,12 @@ impl<T> Scheduler<T> {
         let keys: Vec<JobKey> = self
             .jobs
             .iter()
-            .filter(|(_, e)| matches!(e.stage, Stage::Deferred | Stage::Waiting { .. }))
+            .filter(|(_, e)| {
+                matches!(
+                    e.stage,
+                    Stage::Deferred | Stage::Waiting { .. } | Stage::QuotaWait
+                )
+            })
             .map(|(idx, e)| JobKey {
                 idx: idx as u32,
                 id: e.id,

@@ -31,6 +31,7 @@ mod grant;
 mod lease_wait;
 mod lifecycle;
 mod limits;
+mod quota_wait;
 mod routing;
 #[cfg(test)]
 mod tests;
@@ -53,6 +54,7 @@ use crate::tenant_ledger::TenantLedger;
 
 use entry::{Entry, Resource, Stage};
 pub use lease_wait::LeaseRefusal;
+pub use quota_wait::SharedQuotaOutcome;
 use timers::TimerTable;
 
 /// Names one job's entry in the core; stale keys (of finished jobs) are recognised and
@@ -122,6 +124,33 @@ pub enum Event<T> {
         /// fresh job that leaves it now.
         resumed: bool,
     },
+    /// The job passed the in-process quotas and waits for the quotas shared through
+    /// Redis ([`Scheduler::require_shared_quotas`]): ask the shared store whether
+    /// `tenant` may be admitted with `estimate` (counting it there when it may), then
+    /// report the answer with [`Scheduler::quota_admitted`], [`Scheduler::quota_refused`]
+    /// or [`Scheduler::quota_unavailable`]. The core keeps the payload; at the job's wait
+    /// deadline it stops waiting by itself (the failure policy decides).
+    QuotaWanted {
+        /// The job.
+        key: JobKey,
+        /// Whose quota.
+        tenant: TenantId,
+        /// The job's estimated cost, reserved in the shared cost budgets.
+        estimate: u64,
+    },
+    /// A job admitted by the shared quotas ended having reported a cost other than the
+    /// estimate Redis charged to the shared cost budgets: replace that charge by `actual`
+    /// (nothing to answer; if it fails, the estimate stays charged).
+    QuotaSettled {
+        /// The job (it has ended; its key names the charge).
+        key: JobKey,
+        /// Whose budgets.
+        tenant: TenantId,
+        /// What was charged at admission.
+        estimate: u64,
+        /// What the job reported.
+        actual: u64,
+    },
     /// The job's lease expired: cancel it and call [`Scheduler::complete`] once it stopped.
     LeaseExpired {
         /// The job.
@@ -166,6 +195,8 @@ pub struct Scheduler<T> {
     next_id: u64,
     waiting: u64,
     quotas: Quotas,
+    /// Quotas decided by the shell's Redis store, when it carries them.
+    shared_quotas: Option<Box<quota_wait::SharedQuotas>>,
     /// Events decided outside `poll` (a quota refusal at submission, an answer about a
     /// global lease), reported by the next `poll` (`Timer::Pending` says since when).
     pending: Vec<Event<T>>,
@@ -185,6 +216,7 @@ impl<T> Scheduler<T> {
             next_id: 0,
             waiting: 0,
             quotas: Quotas::new(&config_quotas),
+            shared_quotas: None,
             pending: Vec::new(),
         };
         let names: Vec<String> = s.config.resources.keys().cloned().collect();
@@ -267,17 +299,26 @@ impl<T> Scheduler<T> {
     /// and grants every free slot it can; appends the shell's work to `out`.
     pub fn poll(&mut self, now: Duration, out: &mut Vec<Event<T>>) {
         while let Some(key) = self.timers.pop_release(now) {
-            if matches!(self.live(key).map(|e| &e.stage), Some(Stage::Deferred)) {
-                let r = self.jobs[key.idx as usize].resource;
-                self.resources[r as usize].deferred -= 1;
-                if self.admit(key, now) {
-                    self.enqueue(key, now);
+            match self.live(key).map(|e| &e.stage) {
+                Some(Stage::Deferred) => {
+                    let r = self.jobs[key.idx as usize].resource;
+                    self.resources[r as usize].deferred -= 1;
+                    if self.admit(key, now) {
+                        self.enqueue(key, now);
+                    }
                 }
+                Some(Stage::QuotaWait) => {
+                    self.quota_wait_due(key, now);
+                }
+                _ => {}
             }
         }
         out.append(&mut self.pending);
         self.timers.clear_pending();
         self.quotas.sweep(now);
+        if let Some(shared) = &mut self.shared_quotas {
+            shared.sweep(now);
+        }
         while let Some(r) = self.timers.pop_gate(now) {
             let res = &mut self.resources[r as usize];
             if res.gate_wake.is_some_and(|w| w <= now) {
@@ -369,7 +410,7 @@ impl<T> Scheduler<T> {
                 }
                 // A resuming parent waiting for its global lease has a live task.
                 Stage::LeaseWait { resumed, .. } => resumed,
-                Stage::Waiting { .. } | Stage::Deferred => false,
+                Stage::Waiting { .. } | Stage::Deferred | Stage::QuotaWait => false,
             })
             .map(|(idx, e)| JobKey {
                 idx: idx as u32,

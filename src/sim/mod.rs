@@ -249,6 +249,9 @@ impl<'w> Driver<'w> {
                     // The simulator shares no slots across replicas, so it never asks the
                     // core to wait for global leases.
                     Event::LeaseWanted { .. } => unreachable!("no resource requires a global lease"),
+                    Event::QuotaWanted { .. } | Event::QuotaSettled { .. } => {
+                        unreachable!("the simulator keeps every quota in process")
+                    }
                     Event::LeaseExpired { key } => {
                         let job = self.by_key[key.index()];
                         self.record(now, job, TraceKind::LeaseExpired);

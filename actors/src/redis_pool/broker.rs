@@ -30,7 +30,7 @@ use super::stats::BackendStats;
 /// all at the same doubled delays, and meet a recovering server together; spread over the
 /// whole interval, their retries arrive one by one. The draw comes from the OS-seeded
 /// generator: this is the I/O shell, where replicas must not share a sequence.
-fn full_jitter(ceiling: Duration, draw: f64) -> Duration {
+pub(crate) fn full_jitter(ceiling: Duration, draw: f64) -> Duration {
     ceiling.mul_f64(draw.clamp(0.0, 1.0))
 }
 
@@ -50,7 +50,8 @@ pub(crate) enum Cmd {
 pub(crate) enum Answer {
     /// The job holds a global lease with this fencing token: start it.
     Leased { key: JobKey, token: u64 },
-    /// Redis is unreachable and `fail_open_local` admits the job without a lease.
+    /// Start the job without a lease: Redis is unreachable and `fail_open_local` admits
+    /// it, or a shared rate limit admitted it (it holds nothing to renew or return).
     Admitted(JobKey),
     /// The job's lease was lost (expired before renewal): stop it.
     Lost(JobKey),

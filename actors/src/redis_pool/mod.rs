@@ -1,4 +1,5 @@
-//! One slot pool shared by many processes through Redis.
+//! What many processes share through Redis: one slot pool per resource, quotas and
+//! cost budgets (`quota_store.rs`, `quota_broker.rs`) and rate limits (`rate_broker.rs`).
 //!
 //! [`RedisPool`] is the pool itself: leases with their own ids, deadlines on the Redis
 //! server's clock, fencing tokens that only grow, renewals that never re-take a lost
@@ -25,11 +26,17 @@
 //! ```
 
 mod broker;
+mod conn;
 mod pool;
+mod quota_broker;
+mod quota_store;
+mod rate_broker;
 mod shared;
 mod stats;
 
 pub(crate) use broker::Answer;
+pub(crate) use conn::ping;
 pub use pool::{Acquired, Lease, LeaseId, PoolError, PoolSettings, RedisPool, Released};
+pub(crate) use quota_broker::{QuotaAnswer, Settle, SharedQuotaStore, Want};
 pub(crate) use shared::SharedSlots;
 pub use stats::BackendSnapshot;

@@ -17,6 +17,7 @@ use weir::{BackendKind, Config, JobKey, ResourceId};
 
 use super::broker::{Answer, Broker, Cmd};
 use super::pool::{PoolSettings, RedisPool};
+use super::rate_broker::{RateBroker, RateStore};
 use super::stats::{BackendSnapshot, BackendStats};
 
 struct BrokerHandle {
@@ -83,6 +84,31 @@ impl SharedSlots {
             let (tx, rx) = mpsc::unbounded_channel();
             let stats = Arc::new(Mutex::new(BackendStats::default()));
             let broker = Broker::new(pool, backend.clone(), rx, Box::new(answer.clone()), stats.clone());
+            actix_rt::spawn(broker.run());
+            brokers.insert(ResourceId::new(resource.clone()), BrokerHandle { tx, stats });
+        }
+        // Shared rate limits speak the same protocol: a job granted a local slot waits in
+        // the core's lease-wait stage until the shared limiter admits it.
+        for (resource, r) in &config.resources {
+            let Some(rate) = r.rate_limit.as_ref().filter(|l| l.backend == BackendKind::Redis) else {
+                continue;
+            };
+            let store = match RateStore::new(resource, rate) {
+                Ok(store) => store,
+                Err(e) => {
+                    tracing::error!(resource = %resource, error = %e, "cannot use the redis rate limit");
+                    continue;
+                }
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            let stats = Arc::new(Mutex::new(BackendStats::default()));
+            let broker = RateBroker::new(
+                store,
+                rate.on_failure,
+                rx,
+                Box::new(answer.clone()),
+                stats.clone(),
+            );
             actix_rt::spawn(broker.run());
             brokers.insert(ResourceId::new(resource.clone()), BrokerHandle { tx, stats });
         }

@@ -8,7 +8,7 @@
 //! One file per concern: this one drives the core and hands grants to workers;
 //! `inputs.rs` takes in what jobs send back (stop reports, park, unpark, renewals, costs,
 //! cancellations); `leases.rs` carries the Redis brokers' answers for resources whose
-//! slots are shared; `shutdown.rs` stops the runtime; `queries.rs` answers stats and usage.
+//! slots or rates are shared; `quotas.rs` the shared quotas' answers; `shutdown.rs` stops the runtime; `queries.rs` answers stats and usage.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,7 @@ mod inputs;
 mod leases;
 mod limits;
 mod queries;
+mod quotas;
 mod shutdown;
 
 pub(crate) use limits::SetMaxConcurrent;
@@ -38,10 +39,11 @@ use crate::job::link::{Drain, Link};
 use crate::job::slot::SlotReturn;
 use crate::job::stop::{Stop, StopReason};
 use crate::metrics::Metrics;
-use crate::redis_pool::SharedSlots;
+use crate::redis_pool::{Settle, SharedQuotaStore, SharedSlots, Want};
 use crate::wake::Wake;
 use crate::worker::{Run, WorkerPool};
 use leases::BackendAnswers;
+use quotas::QuotaAnswers;
 
 /// A job waiting in the core: a fresh body, or a parked parent's waker.
 pub(crate) enum Payload {
@@ -86,6 +88,12 @@ pub(crate) struct Supervisor {
     any_budget: bool,
     /// Resources whose slots are shared through Redis (see `redis_pool::shared`).
     shared: SharedSlots,
+    /// Quotas shared through Redis, when some are (see `redis_pool::quota_broker`).
+    quota_store: Option<SharedQuotaStore>,
+    /// This pass's admissions for the quota broker, sent as one batch.
+    quota_wants: Vec<Want>,
+    /// This pass's cost settlements for the quota broker, sent as one batch.
+    quota_settles: Vec<Settle>,
     /// The inbox's last batch, kept empty between drains for its capacity.
     intake: Vec<Intake>,
     /// What goes out through the `metrics` facade (see `crate::metrics`).
@@ -117,6 +125,9 @@ impl Supervisor {
             schedule,
             shutdown: None,
             shared: SharedSlots::none(),
+            quota_store: None,
+            quota_wants: Vec::new(),
+            quota_settles: Vec::new(),
             intake: Vec::new(),
         }
     }
@@ -175,6 +186,19 @@ impl Supervisor {
                         task.body.resolve(Outcome::Skipped(reason));
                     }
                 }
+                Event::QuotaWanted {
+                    key,
+                    tenant,
+                    estimate,
+                } => {
+                    self.quota_wants.push((key, tenant, estimate));
+                }
+                Event::QuotaSettled {
+                    key,
+                    tenant,
+                    estimate,
+                    actual,
+                } => self.quota_settles.push((key, tenant, estimate, actual)),
                 Event::LeaseExpired { key } => {
                     // A parent that was waiting for its global lease gives the request up.
                     self.shared.release(key);
@@ -185,6 +209,11 @@ impl Supervisor {
             }
         }
         self.events = events;
+        if let Some(store) = &self.quota_store {
+            // Settlements first: a check sent in the same pass then sees the real costs.
+            store.settle(std::mem::take(&mut self.quota_settles));
+            store.want(std::mem::take(&mut self.quota_wants));
+        }
         self.workers.flush();
         self.link.left_waiting(left_waiting);
         if self.metrics.due(now) {
@@ -196,9 +225,12 @@ impl Supervisor {
     /// Publishes the snapshot-derived metrics; returns the snapshot.
     fn publish_metrics(&mut self, now: Duration) -> StatsSnapshot {
         let snap = self.core.snapshot(now);
-        let backends = self.shared.snapshot();
+        let mut backends = self.shared.snapshot();
+        if let Some(store) = &self.quota_store {
+            backends.insert("quotas".into(), store.snapshot());
+        }
         self.metrics
-            .publish(&snap, self.core.quotas().admitted(), &backends);
+            .publish(&snap, self.core.quota_admissions(), &backends);
         snap
     }
 
@@ -265,6 +297,13 @@ impl Actor for Supervisor {
         });
         // Jobs of a resource whose broker started wait for a global lease; the core
         // decides every stage of that wait.
+        let me = ctx.address();
+        self.quota_store = SharedQuotaStore::start(self.core.config(), move |answers| {
+            me.do_send(QuotaAnswers(answers));
+        });
+        if self.quota_store.is_some() {
+            self.core.require_shared_quotas();
+        }
         let shared: Vec<ResourceId> = self.shared.resources().cloned().collect();
         for resource in &shared {
             self.core.require_global_lease(resource);

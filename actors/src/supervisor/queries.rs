@@ -21,7 +21,11 @@ impl Handler<GetBackendStats> for Supervisor {
     fn handle(&mut self, _: GetBackendStats, ctx: &mut Context<Self>) -> Self::Result {
         self.drain_inbox(ctx);
         self.drive(ctx);
-        actix::MessageResult(self.shared.snapshot())
+        let mut stats = self.shared.snapshot();
+        if let Some(store) = &self.quota_store {
+            stats.insert("quotas".into(), store.snapshot());
+        }
+        actix::MessageResult(stats)
     }
 }
 
