@@ -203,6 +203,10 @@ pub struct StatsSnapshot {
     /// is reserved, so this follows the recently active tenants, not every tenant ever
     /// seen. 0 when no per-tenant quota is configured.
     pub quota_tenants: u64,
+    /// Live configuration changes applied so far (each accepted `reconfigure` that
+    /// changed a setting, and each `set_max_concurrent`); the limits in force show per
+    /// resource in [`ResourceSnapshot::cap`] and [`ResourceSnapshot::limit`].
+    pub reconfigurations: u64,
 }
 
 impl StatsSnapshot {

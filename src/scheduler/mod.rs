@@ -31,6 +31,7 @@ mod grant;
 mod lease_wait;
 mod lifecycle;
 mod limits;
+mod reconfigure;
 mod routing;
 #[cfg(test)]
 mod tests;
@@ -169,6 +170,9 @@ pub struct Scheduler<T> {
     /// Events decided outside `poll` (a quota refusal at submission, an answer about a
     /// global lease), reported by the next `poll` (`Timer::Pending` says since when).
     pending: Vec<Event<T>>,
+    /// Live configuration changes applied so far ([`Scheduler::reconfigure`],
+    /// [`Scheduler::set_max_concurrent`]).
+    reconfigurations: u64,
 }
 
 impl<T> Scheduler<T> {
@@ -186,18 +190,13 @@ impl<T> Scheduler<T> {
             waiting: 0,
             quotas: Quotas::new(&config_quotas),
             pending: Vec::new(),
+            reconfigurations: 0,
         };
         let names: Vec<String> = s.config.resources.keys().cloned().collect();
         for name in names {
             s.resource_index(&ResourceId::new(name));
         }
-        for r in 0..s.resources.len() {
-            let fallback = s.config.resources[s.resources[r].name.as_str()].fallback.clone();
-            let fallback = fallback.and_then(|f| s.by_name.get(&ResourceId::new(f)).copied());
-            if let Some(guard) = &mut s.resources[r].guard {
-                guard.fallback = fallback;
-            }
-        }
+        s.resolve_fallbacks();
         s
     }
 
@@ -393,6 +392,7 @@ impl<T> Scheduler<T> {
         let mut snap = StatsSnapshot {
             at: now,
             quota_tenants: self.quotas.tracked_tenants() as u64,
+            reconfigurations: self.reconfigurations,
             ..StatsSnapshot::default()
         };
         for res in &self.resources {
