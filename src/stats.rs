@@ -188,7 +188,7 @@ pub struct ResourceSnapshot {
 ///
 /// ```
 /// let json = serde_json::to_value(weir::StatsSnapshot::default()).unwrap();
-/// assert_eq!(json, serde_json::json!({ "at": 0.0, "resources": {}, "quota_tenants": 0 }));
+/// assert_eq!(json, serde_json::json!({ "at": 0.0, "resources": {}, "quota_tenants": 0, "reconfigurations": 0 }));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct StatsSnapshot {

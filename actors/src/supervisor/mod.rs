@@ -25,7 +25,7 @@ mod limits;
 mod queries;
 mod shutdown;
 
-pub(crate) use limits::SetMaxConcurrent;
+pub(crate) use limits::{Published, Reconfigure, SetMaxConcurrent};
 pub(crate) use queries::{GetBackendStats, GetStats, GetUsage};
 pub(crate) use shutdown::Shutdown;
 pub use shutdown::ShutdownReport;
@@ -90,6 +90,8 @@ pub(crate) struct Supervisor {
     intake: Vec<Intake>,
     /// What goes out through the `metrics` facade (see `crate::metrics`).
     metrics: Metrics,
+    /// The configuration in force, for the public handle (see `limits.rs`).
+    published: Published,
 }
 
 impl Supervisor {
@@ -99,6 +101,7 @@ impl Supervisor {
         on_stopped: Box<dyn FnOnce(StatsSnapshot)>,
         workers: WorkerPool,
         arbiters: Vec<actix_rt::Arbiter>,
+        published: Published,
     ) -> Self {
         let schedule = BatchSchedule::new(config.scheduler.org_batch_size, config.scheduler.batch_delay);
         let any_budget = config.resources.values().any(|r| r.call_budget.is_some());
@@ -118,6 +121,7 @@ impl Supervisor {
             shutdown: None,
             shared: SharedSlots::none(),
             intake: Vec::new(),
+            published,
         }
     }
 
