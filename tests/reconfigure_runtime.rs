@@ -98,7 +98,7 @@ fn a_weight_raised_mid_run_serves_that_tenant_more_and_loses_no_job() {
         let from = served.lock().unwrap().len();
         let outcomes = futures::future::join_all(handles).await;
         assert!(outcomes.iter().all(Outcome::is_completed));
-        let served = served.lock().unwrap();
+        let served = served.lock().unwrap().clone();
         let before = &served[..from];
         let after = &served[from..from + 20];
         let a_before = before.iter().filter(|t| **t == "a").count();
