@@ -34,6 +34,9 @@ pub struct ResilienceStats {
     pub retries: u64,
     /// Jobs moved from this resource to its fallback while its breaker was open.
     pub fallbacks: u64,
+    /// Of those, jobs it took back from the fallback's queue once its breaker had
+    /// closed and it had a free slot (the rest ran on the fallback).
+    pub returned: u64,
 }
 
 impl ResilienceStats {
@@ -193,6 +196,16 @@ impl Guard {
         } else {
             tracing::info!(resource = %self.name, from = %t.from, to = %t.to, calls = t.calls, failures = t.failures, "breaker transition");
         }
+    }
+
+    /// Brings the breaker's timed transitions up to `now`; true if it is closed (or the
+    /// resource has no breaker).
+    pub(crate) fn is_closed(&mut self, now: Duration) -> bool {
+        let Some(b) = &mut self.breaker else { return true };
+        let t = b.tick(now);
+        let closed = b.state() == BreakerState::Closed;
+        self.log(t);
+        closed
     }
 
     /// Brings the breaker's timed transitions up to `now`; true if it is open.

@@ -102,6 +102,7 @@ fn stats_snapshot_serializes_with_stable_field_names_and_durations_in_seconds() 
             "limiter_waits",
             "opened",
             "retries",
+            "returned",
             "transitions",
             "window_calls",
             "window_failures"

@@ -245,6 +245,7 @@ impl<T> Scheduler<T> {
             guard: Guard::new(name, self.config.resources.get(name.as_str())),
             global: false,
             gate_wake: None,
+            lent: Default::default(),
         });
         self.by_name.insert(name.clone(), i);
         i
