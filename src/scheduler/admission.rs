@@ -150,7 +150,7 @@ impl<T> Scheduler<T> {
         loop {
             // Its own queue first; then what it lent its fallback, oldest first.
             let lent = if self.resources[r as usize].queued == 0 {
-                match self.to_take_back(r, now) {
+                match self.next_to_take_back(r, now) {
                     Some(key) => Some(key),
                     None => return,
                 }

@@ -96,7 +96,7 @@ impl<T> Scheduler<T> {
     /// to its fallback that still waits there. The fallback keeps serving the rest, so
     /// both drain the backlog (a bulk move back on close left the fallback idle and
     /// made makespans longer).
-    pub(super) fn to_take_back(&mut self, r: u32, now: Duration) -> Option<JobKey> {
+    pub(super) fn next_to_take_back(&mut self, r: u32, now: Duration) -> Option<JobKey> {
         let res = &mut self.resources[r as usize];
         if !res.pool.has_free() || res.lent.is_empty() {
             return None;
@@ -107,7 +107,7 @@ impl<T> Scheduler<T> {
         self.oldest_lent(r)
     }
 
-    /// Moves `key` (from [`Scheduler::to_take_back`]) from the fallback's queue into
+    /// Moves `key` (from [`Scheduler::next_to_take_back`]) from the fallback's queue into
     /// `r`'s, keeping its wait (`since`, its wait deadline).
     pub(super) fn take_back(&mut self, r: u32, key: JobKey) {
         self.resources[r as usize].lent.pop();
