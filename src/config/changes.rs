@@ -129,6 +129,54 @@ fn diff(path: &str, old: Option<&toml::Value>, new: Option<&toml::Value>, out: &
 mod tests {
     use super::*;
 
+    /// Every section serializes, so equal configurations differ in nothing and one changed
+    /// field is the one change (a section that failed to serialize would read as a change
+    /// of every field, and a reconfiguration would be refused for a fixed one).
+    #[test]
+    fn every_section_serializes_and_one_change_is_one_line() {
+        let mut rich = Config::embedded_default();
+        for text in [
+            include_str!("../../config/providers.toml"),
+            include_str!("../../config/limit-shift.toml"),
+        ] {
+            let table: toml::Table = toml::from_str(text).unwrap();
+            let weir: Config = table["weir"].clone().try_into().unwrap();
+            rich.resources.extend(weir.resources);
+        }
+        rich.coalesce
+            .insert("counts".into(), crate::config::CoalesceConfig::default());
+        rich.quotas = Config::from_toml_str(
+            "[quotas.per_user]\nwindows = [{ limit = 10, per = \"1m\" }]\ncost_budget = 5\ncost_window = \"1day\"\n",
+        )
+        .unwrap()
+        .quotas;
+        rich.backends.insert(
+            "a".into(),
+            crate::config::BackendConfig {
+                backend: crate::config::BackendKind::Redis,
+                url: "redis://127.0.0.1/".into(),
+                ..Default::default()
+            },
+        );
+        rich.tenants
+            .insert("acme".into(), crate::config::TenantConfig { weight: 2 });
+        assert!(as_value(&rich).as_table().is_some_and(|t| t.len() >= 8));
+        assert!(Changes::between(&rich, &rich).is_empty());
+        let mut next = rich.clone();
+        next.resources
+            .get_mut("a")
+            .unwrap()
+            .breaker
+            .as_mut()
+            .unwrap()
+            .cooldown = std::time::Duration::from_secs(90);
+        let c = Changes::between(&rich, &next);
+        assert_eq!(
+            c.to_string(),
+            "resources.a.breaker.cooldown: \"1m\" -> \"1m 30s\""
+        );
+    }
+
     #[test]
     fn a_new_section_lists_each_of_its_fields_and_durations_read_as_written() {
         let old = Config::default();
