@@ -8,7 +8,8 @@
 //! One file per concern: this one drives the core and hands grants to workers;
 //! `inputs.rs` takes in what jobs send back (stop reports, park, unpark, renewals, costs,
 //! cancellations); `leases.rs` carries the Redis brokers' answers for resources whose
-//! slots are shared; `shutdown.rs` stops the runtime; `queries.rs` answers stats and usage.
+//! slots are shared; `shutdown.rs` stops the runtime; `queries.rs` answers stats and usage;
+//! `limits.rs` carries live configuration changes (`Runtime::reconfigure`, `set_max_concurrent`).
 
 use std::sync::Arc;
 use std::time::Duration;
