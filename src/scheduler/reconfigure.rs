@@ -94,6 +94,7 @@ impl<T> Scheduler<T> {
             let res = &mut self.resources[r];
             res.queue.set_quantum(config.scheduler.quantum);
             res.queue.set_weights(|tenant| config.weight(tenant.as_str()));
+            res.tenants.set_weights(|tenant| config.weight(tenant.as_str()));
             self.mark_dirty(r as u32);
         }
         self.reconfigurations += 1;
@@ -275,6 +276,9 @@ mod tests {
         assert_eq!((a.len(), b.len()), (6, 2), "3:1 after the change: {served:?}");
         assert_eq!(a, (0..6).collect::<Vec<_>>());
         assert_eq!(b, vec![100, 101]);
+        // The fairness figures judge the service by the weights in force: 3:1 is fair now.
+        let jain = s.snapshot(ms(8)).resources["r"].fairness.jain_index.unwrap();
+        assert!(jain > 0.95, "Jain's index {jain}");
     }
 
     #[test]
