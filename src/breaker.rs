@@ -119,6 +119,21 @@ impl Breaker {
         }
     }
 
+    /// Takes new settings while it runs. Its state (closed, open until the same instant,
+    /// half-open with its probes out) and the permits it gave stay valid; the window's
+    /// outcomes are kept unless `window` changed, whose buckets then mean other spans
+    /// of time and are emptied. Returns true when the window was emptied.
+    pub(crate) fn reconfigure(&mut self, cfg: BreakerConfig) -> bool {
+        let width = (cfg.window / BUCKETS as u32).max(Duration::from_nanos(1));
+        let emptied = width != self.width;
+        if emptied {
+            self.width = width;
+            self.buckets = [Bucket::default(); BUCKETS];
+        }
+        self.cfg = cfg;
+        emptied
+    }
+
     /// The state as of the last call (call [`Breaker::tick`] to bring it to `now`).
     pub(crate) fn state(&self) -> BreakerState {
         match self.state {
@@ -346,6 +361,25 @@ mod tests {
         let p = b.admit(s(0)).unwrap();
         assert!(b.record(p, false, s(0)).is_some());
         b
+    }
+
+    /// Issue 17: new thresholds keep the state and the window; a new window width
+    /// empties the window but not the state.
+    #[test]
+    fn reconfigure_keeps_the_state_and_empties_the_window_only_when_it_changes() {
+        let mut b = opened();
+        assert!(!b.reconfigure(BreakerConfig {
+            error_rate: 0.5,
+            ..b.cfg
+        }));
+        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.window(s(0)), (1, 1));
+        assert!(b.reconfigure(BreakerConfig {
+            window: Duration::from_secs(60),
+            ..b.cfg
+        }));
+        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.window(s(0)), (0, 0));
     }
 
     #[test]

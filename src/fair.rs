@@ -119,6 +119,20 @@ impl<T> FairQueue<T> {
         }
     }
 
+    /// Sets the quantum (at least 1) for the turns that start from now; queued items
+    /// keep their order and each tenant its credit.
+    pub fn set_quantum(&mut self, quantum: u32) {
+        self.quantum = u64::from(quantum.max(1));
+    }
+
+    /// Sets the weight (at least 1) of every tenant queued now to `weight_of(tenant)`,
+    /// from its next turn; queued items keep their order and each tenant its credit.
+    pub fn set_weights(&mut self, mut weight_of: impl FnMut(&TenantId) -> u32) {
+        for queue in self.tenants.iter_mut().flatten() {
+            queue.weight = u64::from(weight_of(&queue.tenant).max(1));
+        }
+    }
+
     /// Number of queued items (including ones a caller will find stale).
     pub fn len(&self) -> usize {
         self.len

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::breaker::{Breaker, BreakerState, Permit, Transition};
-use crate::config::resilience::{JitterConfig, RetryConfig, StaggerConfig};
+use crate::config::resilience::{JitterConfig, RateLimitConfig, RetryConfig, StaggerConfig};
 use crate::config::ResourceConfig;
 use crate::jitter::Jitter;
 use crate::job::{OutcomeKind, ResourceId};
@@ -34,6 +34,9 @@ pub struct ResilienceStats {
     pub retries: u64,
     /// Jobs moved from this resource to its fallback while its breaker was open.
     pub fallbacks: u64,
+    /// Of those, jobs it took back from the fallback's queue once its breaker had
+    /// closed and it had a free slot (the rest ran on the fallback).
+    pub returned: u64,
 }
 
 impl ResilienceStats {
@@ -65,6 +68,8 @@ pub(crate) enum Gate {
 pub(crate) struct Guard {
     name: ResourceId,
     limiter: Option<RateLimit>,
+    /// The limiter's settings, to tell a changed rate from an unchanged one.
+    rate: Option<RateLimitConfig>,
     breaker: Option<Breaker>,
     retry: Option<RetryConfig>,
     jitter: JitterConfig,
@@ -104,6 +109,7 @@ impl Guard {
         Some(Box::new(Guard {
             name: name.clone(),
             limiter: cfg.rate_limit.as_ref().map(RateLimit::new),
+            rate: cfg.rate_limit.clone(),
             stats: ResilienceStats {
                 breaker: breaker.as_ref().map(Breaker::state),
                 ..ResilienceStats::default()
@@ -116,6 +122,60 @@ impl Guard {
             fallback: None,
             limited_until: None,
         }))
+    }
+
+    /// Takes resource `name`'s new settings (`None`: no section any more) while it runs.
+    /// A resource that had no guard gets one when it now configures a policy; one that
+    /// had a guard keeps it (and its counters) even when every policy is removed.
+    /// What each policy keeps is in [`Guard::apply`].
+    pub(crate) fn reconfigure(
+        slot: &mut Option<Box<Guard>>,
+        name: &ResourceId,
+        cfg: Option<&ResourceConfig>,
+        now: Duration,
+    ) {
+        match slot {
+            None => *slot = Guard::new(name, cfg),
+            Some(guard) => guard.apply(&cfg.cloned().unwrap_or_default(), now),
+        }
+    }
+
+    /// New settings for a live guard. Unchanged policies keep their state. A changed
+    /// rate limit starts from an empty bucket at `now` (its next call waits one interval
+    /// of the new rate), so a change never lets a burst through that neither rate would.
+    /// A changed breaker keeps its state and, unless its `window` changed, its window
+    /// (see `Breaker::reconfigure`). Retries, jitter and stagger apply to the next
+    /// decision; the jitter's random sequence restarts only when its seed changed.
+    fn apply(&mut self, cfg: &ResourceConfig, now: Duration) {
+        if cfg.rate_limit != self.rate {
+            self.limiter = cfg.rate_limit.as_ref().map(|r| {
+                let mut limiter = RateLimit::new(r);
+                while limiter.check(now).is_ok() {}
+                limiter
+            });
+            self.rate = cfg.rate_limit.clone();
+            self.limited_until = None;
+        }
+        match (&mut self.breaker, cfg.breaker) {
+            (Some(b), Some(c)) => {
+                if b.reconfigure(c) {
+                    tracing::info!(resource = %self.name, "breaker window changed: its outcomes were cleared");
+                }
+            }
+            (None, Some(c)) => self.breaker = Some(Breaker::new(c)),
+            (_, None) => self.breaker = None,
+        }
+        self.stats.breaker = self.breaker.as_ref().map(Breaker::state);
+        let jitter = cfg.jitter.unwrap_or(NO_JITTER);
+        if jitter.seed != self.jitter.seed {
+            self.rng = match jitter.seed {
+                Some(seed) => Jitter::seeded(seed),
+                None => Jitter::for_name(self.name.as_str(), 0),
+            };
+        }
+        self.jitter = jitter;
+        self.retry = cfg.retry;
+        self.stagger = cfg.stagger;
     }
 
     /// The delay before a new job's first attempt.
@@ -136,6 +196,16 @@ impl Guard {
         } else {
             tracing::info!(resource = %self.name, from = %t.from, to = %t.to, calls = t.calls, failures = t.failures, "breaker transition");
         }
+    }
+
+    /// Brings the breaker's timed transitions up to `now`; true if it is closed (or the
+    /// resource has no breaker).
+    pub(crate) fn is_closed(&mut self, now: Duration) -> bool {
+        let Some(b) = &mut self.breaker else { return true };
+        let t = b.tick(now);
+        let closed = b.state() == BreakerState::Closed;
+        self.log(t);
+        closed
     }
 
     /// Brings the breaker's timed transitions up to `now`; true if it is open.

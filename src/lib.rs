@@ -60,9 +60,10 @@ pub use config::resilience::{
     BreakerConfig, CallBudgetConfig, JitterConfig, RateLimitConfig, RetryConfig, StaggerConfig,
 };
 pub use config::{
-    AdaptiveAlgorithm, AdaptiveConfig, BackendConfig, BackendKind, CoalesceConfig, Config, ConfigError,
-    FailurePolicy, IntervalStep, IntervalTable, QuotaConfig, QuotaScope, ResourceConfig, ResourceSettings,
-    RuntimeConfig, SchedulerConfig, SharedFailure, TenantConfig, WindowConfig, DEFAULT_TOML,
+    AdaptiveAlgorithm, AdaptiveConfig, BackendConfig, BackendKind, Change, Changes, CoalesceConfig, Config,
+    ConfigError, FailurePolicy, IntervalStep, IntervalTable, QuotaConfig, QuotaScope, ResourceConfig,
+    ResourceSettings, RuntimeConfig, SchedulerConfig, SharedFailure, TenantConfig, WindowConfig,
+    DEFAULT_TOML,
 };
 pub use guard::ResilienceStats;
 pub use job::{

@@ -188,7 +188,7 @@ pub struct ResourceSnapshot {
 ///
 /// ```
 /// let json = serde_json::to_value(weir::StatsSnapshot::default()).unwrap();
-/// assert_eq!(json, serde_json::json!({ "at": 0.0, "resources": {}, "quota_tenants": 0 }));
+/// assert_eq!(json, serde_json::json!({ "at": 0.0, "resources": {}, "quota_tenants": 0, "reconfigurations": 0 }));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct StatsSnapshot {
@@ -203,6 +203,10 @@ pub struct StatsSnapshot {
     /// is reserved, so this follows the recently active tenants, not every tenant ever
     /// seen. 0 when no per-tenant quota is configured.
     pub quota_tenants: u64,
+    /// Live configuration changes applied so far (each accepted `reconfigure` that
+    /// changed a setting, and each `set_max_concurrent`); the limits in force show per
+    /// resource in [`ResourceSnapshot::cap`] and [`ResourceSnapshot::limit`].
+    pub reconfigurations: u64,
 }
 
 impl StatsSnapshot {

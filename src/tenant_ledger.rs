@@ -129,6 +129,21 @@ impl TenantLedger {
         }
     }
 
+    /// Sets every tracked tenant's weight to `weight_of(tenant)` (a live reconfiguration).
+    /// A backlogged tenant closes what it was owed so far at its old weight and goes on
+    /// at the new one, so the figures stay those of the weights in force at each moment.
+    pub(crate) fn set_weights(&mut self, mut weight_of: impl FnMut(&TenantId) -> u32) {
+        for (tenant, entry) in self.tenants.iter_mut() {
+            let weight = f64::from(weight_of(tenant).max(1));
+            if entry.waiting > 0 {
+                entry.owed += entry.weight * (self.owed_per_weight - entry.backlog_mark);
+                entry.backlog_mark = self.owed_per_weight;
+                self.backlogged_weight = (self.backlogged_weight - entry.weight + weight).max(0.0);
+            }
+            entry.weight = weight;
+        }
+    }
+
     /// A waiting job of `tenant` is granted a slot after waiting `waited`.
     pub(crate) fn granted(&mut self, tenant: &TenantId, cost: u32, waited: Duration) {
         if self.backlogged_weight > 0.0 {

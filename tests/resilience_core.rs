@@ -210,6 +210,74 @@ fn breaker_opens_routes_to_the_fallback_and_closes_after_probes() {
     assert_eq!(on_primary, 2);
 }
 
+/// Issue 17: jobs moved to the fallback while the primary's breaker was open come back
+/// once it has closed, one per free slot of the primary and oldest first, while the
+/// fallback keeps serving the others: nobody idles while the backlog lasts.
+#[test]
+fn a_closed_primary_takes_back_the_oldest_jobs_it_lent_while_the_fallback_keeps_serving() {
+    let mut core: Scheduler<u32> = Scheduler::new(Config::from_toml_str(TWO_PROVIDERS).unwrap());
+    let primary = "primary".into();
+    let secondary = "secondary".into();
+    for i in 0..10 {
+        core.submit(JobSpec::new("t", "primary"), i, ms(0));
+    }
+    let mut now = ms(0);
+    for _ in 0..2 {
+        let g = grants(&mut core, now);
+        now += ms(100);
+        for (key, _) in g {
+            core.complete(key, OutcomeKind::Failed, now).unwrap();
+        }
+    }
+    // Open: jobs 4 to 9 move to the fallback, which starts 4.
+    let g = grants(&mut core, now);
+    assert_eq!(g.iter().map(|(_, p)| *p).collect::<Vec<_>>(), vec![4]);
+    let on_fallback = g[0].0;
+    // Half-open after the cooldown: new work probes the primary, and the probes succeed.
+    let t = ms(30_400);
+    for i in 100..102 {
+        core.submit(JobSpec::new("t", "primary"), i, t);
+    }
+    let probes = grants(&mut core, t);
+    assert_eq!(probes.iter().map(|(_, p)| *p).collect::<Vec<_>>(), vec![100, 101]);
+    assert!(
+        probes.iter().all(|(k, _)| core.resource_of(*k) == Some(&primary)),
+        "nothing is taken back while half-open"
+    );
+    for (key, _) in probes {
+        core.complete(key, OutcomeKind::Completed, t + ms(50)).unwrap();
+    }
+    // Closed, with two free slots and an empty queue: it takes back the two oldest.
+    let back = grants(&mut core, t + ms(50));
+    assert_eq!(back.iter().map(|(_, p)| *p).collect::<Vec<_>>(), vec![5, 6]);
+    assert!(back.iter().all(|(k, _)| core.resource_of(*k) == Some(&primary)));
+    let snap = core.snapshot(t + ms(50));
+    assert_eq!(snap.resources["primary"].resilience.returned, 2);
+    assert_eq!(snap.resources["primary"].resilience.fallbacks, 6);
+    assert_eq!(snap.resources["secondary"].queued, 3);
+    // The fallback serves the next of what is left, not what was taken back.
+    core.complete(on_fallback, OutcomeKind::Completed, t + ms(60))
+        .unwrap();
+    let next = grants(&mut core, t + ms(60));
+    assert_eq!(next.iter().map(|(_, p)| *p).collect::<Vec<_>>(), vec![7]);
+    assert_eq!(core.resource_of(next[0].0), Some(&secondary));
+    // Both drain the rest; every job ends once.
+    let mut running: Vec<JobKey> = back.iter().chain(next.iter()).map(|(k, _)| *k).collect();
+    let mut done = 0;
+    let mut at = t + ms(100);
+    while let Some(key) = running.pop() {
+        core.complete(key, OutcomeKind::Completed, at).unwrap();
+        done += 1;
+        running.extend(grants(&mut core, at).into_iter().map(|(k, _)| k));
+        at += ms(10);
+    }
+    assert_eq!(done, 5);
+    assert_eq!(core.live_jobs(), 0);
+    let snap = core.snapshot(at);
+    assert_eq!(snap.outcomes().completed, 8);
+    assert_eq!(snap.outcomes().failed, 4, "the four that opened the breaker");
+}
+
 #[test]
 fn a_retry_sleeps_without_a_slot_within_its_backoff_and_honours_retry_after() {
     let mut core: Scheduler<u32> = Scheduler::new(Config::from_toml_str(TWO_PROVIDERS).unwrap());

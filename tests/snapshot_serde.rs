@@ -51,10 +51,14 @@ fn core_with_a_finished_job() -> (Scheduler<()>, Duration) {
 fn stats_snapshot_serializes_with_stable_field_names_and_durations_in_seconds() {
     let (core, now) = core_with_a_finished_job();
     let json = serde_json::to_value(core.snapshot(now)).unwrap();
-    assert_eq!(keys(&json), ["at", "quota_tenants", "resources"]);
+    assert_eq!(
+        keys(&json),
+        ["at", "quota_tenants", "reconfigurations", "resources"]
+    );
     assert_eq!(json["at"], 1.5);
     // acme's quota window still holds its one admission.
     assert_eq!(json["quota_tenants"], 1);
+    assert_eq!(json["reconfigurations"], 0);
     let store = &json["resources"]["store"];
     assert_eq!(
         keys(store),
@@ -98,6 +102,7 @@ fn stats_snapshot_serializes_with_stable_field_names_and_durations_in_seconds() 
             "limiter_waits",
             "opened",
             "retries",
+            "returned",
             "transitions",
             "window_calls",
             "window_failures"

@@ -5,14 +5,17 @@ use std::time::Duration;
 
 use actix::{Actor, Addr, AsyncContext};
 use tokio::sync::oneshot;
-use weir::{Config, ConfigError, JobError, JobSpec, ResourceId, StatsSnapshot, TenantId, UsageSnapshot};
+use weir::{
+    Changes, Config, ConfigError, JobError, JobSpec, ResourceId, StatsSnapshot, TenantId, UsageSnapshot,
+};
 
 use crate::job::context::JobContext;
 use crate::job::handle::{BlockingTicket, JobHandle};
 use crate::job::link::{Link, SubmitError};
 use crate::job::Job;
 use crate::supervisor::{
-    GetBackendStats, GetStats, GetUsage, SetMaxConcurrent, Shutdown, ShutdownReport, Supervisor,
+    GetBackendStats, GetStats, GetUsage, Published, Reconfigure, SetMaxConcurrent, Shutdown, ShutdownReport,
+    Supervisor,
 };
 use crate::worker::WorkerPool;
 
@@ -29,7 +32,8 @@ pub enum StartError {
 
 struct Inner {
     supervisor: Addr<Supervisor>,
-    config: Config,
+    /// The configuration in force: the supervisor replaces it after each live change.
+    config: Published,
     /// Submissions go to the supervisor through the same link its jobs use.
     link: Link,
     /// What the supervisor leaves when it stops; see [`Stopped`].
@@ -153,6 +157,7 @@ impl Runtime {
         let handle = supervisor_arbiter.as_ref().map(actix_rt::Arbiter::handle);
         let (runtime_tx, runtime_rx) = std::sync::mpsc::channel();
         let cfg = config.clone();
+        let published: Published = Arc::new(Mutex::new(Arc::new(config)));
         let make = move |ctx: &mut actix::Context<Supervisor>| {
             let addr = ctx.address();
             let link = Link::new(
@@ -167,7 +172,7 @@ impl Runtime {
             let runtime = Runtime {
                 inner: Arc::new(Inner {
                     supervisor: addr,
-                    config: cfg.clone(),
+                    config: published.clone(),
                     link: link.clone(),
                     stopped: stopped.clone(),
                 }),
@@ -176,7 +181,7 @@ impl Runtime {
             let mut all_arbiters = arbiters;
             all_arbiters.extend(supervisor_arbiter);
             let on_stopped = Box::new(move |last| stopped.on_stopped(last));
-            Supervisor::new(cfg, link, on_stopped, workers, all_arbiters)
+            Supervisor::new(cfg, link, on_stopped, workers, all_arbiters, published)
         };
         match handle {
             Some(handle) => Supervisor::start_in_arbiter(&handle, make),
@@ -193,9 +198,15 @@ impl Runtime {
         &self.inner.link
     }
 
-    /// The configuration the runtime runs with.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// The configuration the runtime runs with now: the one it started with, as changed
+    /// since by [`Runtime::reconfigure`] and [`Runtime::set_max_concurrent`]. What reads it
+    /// once (a [`RecurringChecks`](crate::RecurringChecks) table, a coalescer's settings)
+    /// keeps the copy it read.
+    pub fn config(&self) -> Arc<Config> {
+        match self.inner.config.lock() {
+            Ok(config) => config.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Submits one job; the handle resolves to its outcome.
@@ -276,6 +287,48 @@ impl Runtime {
             max_concurrent,
         };
         self.inner.supervisor.send(msg).await.unwrap_or(Ok(()))
+    }
+
+    /// Applies a new configuration to the live runtime, or refuses it and keeps the one
+    /// in force. It is checked exactly as at start ([`Config::validate`], the same
+    /// errors naming the field); settings only a restart can change (`runtime.*`,
+    /// `backends.*`, `metrics.*`, `scheduler.max_queued`) are refused by name too.
+    /// Returns the fields that changed (empty when none did).
+    ///
+    /// Caps, adaptive limits, leases and wait timeouts, rate limits, breakers, retries,
+    /// fallbacks, call budgets, quotas, tenant weights, the quantum and fan-out batching
+    /// take effect at once, without losing, reordering or preempting any job, count or
+    /// window; a lowered cap makes no new grant until fewer than it are in flight.
+    /// [`Scheduler::reconfigure`](weir::Scheduler::reconfigure) says, per setting, what
+    /// is kept and what starts again. Each changed field is a `config changed` tracing
+    /// event, [`StatsSnapshot::reconfigurations`] counts the accepted changes, and
+    /// [`Runtime::config`] returns the new configuration. After shutdown it changes
+    /// nothing and returns no change.
+    ///
+    /// ```
+    /// use weir::Config;
+    /// use weir_actors::Runtime;
+    ///
+    /// actix_rt::System::new().block_on(async {
+    ///     let runtime = Runtime::start(Config::default()).unwrap();
+    ///     let mut next = Config::from_toml_str("[resources.store]\nmax_concurrent = 20\n").unwrap();
+    ///     let changes = runtime.reconfigure(next.clone()).await.unwrap();
+    ///     assert_eq!(changes.to_string(), "resources.store.max_concurrent: (unset) -> 20");
+    ///     assert_eq!(runtime.stats().await.reconfigurations, 1);
+    ///     next.resources.get_mut("store").unwrap().max_concurrent = Some(0);
+    ///     let refused = runtime.reconfigure(next).await.unwrap_err();
+    ///     assert!(refused.to_string().starts_with("resources.store.max_concurrent must be"));
+    ///     assert_eq!(runtime.config().resources["store"].max_concurrent, Some(20));
+    ///     runtime.shutdown(std::time::Duration::from_secs(1)).await;
+    /// });
+    /// ```
+    pub async fn reconfigure(&self, config: Config) -> Result<Changes, ConfigError> {
+        // Checked here too, so a refusal is the same whether or not the runtime still runs.
+        config.validate()?;
+        match self.inner.supervisor.send(Reconfigure(config)).await {
+            Ok(result) => result,
+            Err(_) => Ok(Changes::default()),
+        }
     }
 
     fn final_stats(&self) -> Option<StatsSnapshot> {

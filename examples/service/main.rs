@@ -4,9 +4,11 @@
 //! cargo run --release --example service -- --listen 127.0.0.1:8080 [--config FILE]
 //! curl -X POST -H 'x-user-id: alice' -d '{"q":1}' localhost:8080/query
 //! curl localhost:8080/stats/alice; curl localhost:8080/health; curl localhost:8080/metrics
+//! kill -HUP <pid>   # reloads --config live, or logs why not and keeps the old one
 //! ```
 
 mod app;
+mod reload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         latency: Duration::from_millis(args.latency_ms),
         max_body: args.max_body,
     };
+    tokio::spawn(reload::on_sighup(runtime.clone(), args.config.clone()));
     let router = app::router(runtime.clone(), metrics, settings);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!("listening on http://{}", listener.local_addr()?);

@@ -364,6 +364,17 @@ impl Quotas {
         }
     }
 
+    /// Takes new quotas while it runs, keeping what every tenant (and the global scope)
+    /// has used: the admissions and costs in the windows stay, and count against the new
+    /// limits. The log held only what the old quotas needed (their largest limit of
+    /// admissions, over their longest window), so a raised limit or a longer window
+    /// counts at most that much of the past until the log fills again.
+    pub fn reconfigure(&mut self, config: &BTreeMap<String, QuotaConfig>) {
+        let fresh = Self::new(config);
+        self.tenant_rules = fresh.tenant_rules;
+        self.global_rules = fresh.global_rules;
+    }
+
     /// True when no quota is configured (every check passes and nothing is tracked).
     pub fn is_empty(&self) -> bool {
         self.tenant_rules.is_empty() && self.global_rules.is_empty()
@@ -522,5 +533,40 @@ impl Quotas {
         if let Some(usage) = self.tenants.get_mut(tenant) {
             usage.cost.reserved = usage.cost.reserved.saturating_sub(u128::from(estimate));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    fn quotas(limit: u32) -> BTreeMap<String, QuotaConfig> {
+        let text = format!("[quotas.per_user]\nwindows = [{{ limit = {limit}, per = \"1m\" }}]\n");
+        Config::from_toml_str(&text).unwrap().quotas
+    }
+
+    /// Issue 17: a tenant's admissions stay in its window across a change of limit.
+    #[test]
+    fn reconfigure_keeps_what_each_tenant_used() {
+        let mut q = Quotas::new(&quotas(2));
+        let t = TenantId::new("t");
+        let now = Duration::from_secs(1);
+        q.admit(&t, 0, now).unwrap();
+        q.admit(&t, 0, now).unwrap();
+        assert!(q.admit(&t, 0, now).is_err());
+        q.reconfigure(&quotas(3));
+        q.admit(&t, 0, now).unwrap();
+        assert!(
+            q.admit(&t, 0, now).is_err(),
+            "the two earlier admissions still count"
+        );
+        q.reconfigure(&quotas(1));
+        assert!(q.admit(&t, 0, now).is_err());
+        assert_eq!(q.admitted(), 3);
+        assert!(
+            q.admit(&t, 0, Duration::from_secs(61)).is_ok(),
+            "the window passes as before"
+        );
     }
 }

@@ -27,6 +27,7 @@ impl<T> Scheduler<T> {
             id,
             tenant: spec.tenant,
             resource: r,
+            home: r,
             cost: spec.cost.max(1),
             lease: spec.options.lease.unwrap_or(settings.lease),
             lease_until: Duration::MAX,
@@ -184,14 +185,23 @@ impl<T> Scheduler<T> {
     /// busy loop); an open breaker sends the waiting jobs to the fallback.
     pub(super) fn grant_guarded(&mut self, r: u32, now: Duration, out: &mut Vec<Event<T>>) {
         loop {
+            // Its own queue first; then what it lent its fallback, oldest first.
+            let lent = if self.resources[r as usize].queued == 0 {
+                match self.next_to_take_back(r, now) {
+                    Some(key) => Some(key),
+                    None => return,
+                }
+            } else {
+                None
+            };
             let res = &mut self.resources[r as usize];
-            if res.queued == 0 {
-                return;
-            }
             let has_slot = res.pool.has_free();
             let guard = res.guard.as_mut().expect("called for guarded resources");
             match guard.gate(now, has_slot) {
                 Gate::Pass(permit) => {
+                    if let Some(key) = lent {
+                        self.take_back(r, key);
+                    }
                     let granted = self.grant_next(r, permit, now, out);
                     debug_assert!(granted, "queued counts live waiting jobs");
                 }

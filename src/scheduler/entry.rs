@@ -1,5 +1,7 @@
 //! A job's entry in the core and the stage it is in, and the per-resource state.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use crate::adaptive::AdaptiveLimit;
@@ -59,6 +61,10 @@ pub(super) struct Entry<T> {
     pub(super) id: JobId,
     pub(super) tenant: TenantId,
     pub(super) resource: u32,
+    /// The resource it was submitted to (`resource` differs after a fallback): while
+    /// that one's breaker is closed and it has a free slot, it takes the job back
+    /// (`routing.rs`).
+    pub(super) home: u32,
     pub(super) cost: u32,
     pub(super) lease: Duration,
     /// When the current lease ends (set at grant, moved by [`Scheduler::renew`]); lease
@@ -116,4 +122,8 @@ pub(super) struct Resource {
     pub(super) adaptive: Option<Box<AdaptiveLimit>>,
     /// The wake-up already scheduled in the timer table (`Timer::Gate`) for this resource, if any.
     pub(super) gate_wake: Option<Duration>,
+    /// Jobs this resource sent to its fallback while its breaker was open, oldest
+    /// submission first (`(job id, slab index)`); entries of jobs that have since
+    /// started or ended are dropped when met (`routing.rs`).
+    pub(super) lent: BinaryHeap<Reverse<(u64, u32)>>,
 }

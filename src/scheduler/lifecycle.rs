@@ -248,6 +248,9 @@ impl<T> Scheduler<T> {
         self.mark_dirty(r);
         if release_at <= now {
             self.enqueue(key, now);
+            if target != r {
+                self.lend(r, key);
+            }
         } else {
             self.resources[target as usize].deferred += 1;
             self.timers.push_release(release_at, key);

@@ -53,6 +53,7 @@ impl<T> Scheduler<T> {
             .entry(resource.to_string())
             .or_default()
             .max_concurrent = Some(max_concurrent);
+        self.reconfigurations += 1;
         self.mark_dirty(r);
         Ok(())
     }

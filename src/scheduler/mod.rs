@@ -32,6 +32,7 @@ mod lease_wait;
 mod lifecycle;
 mod limits;
 mod quota_wait;
+mod reconfigure;
 mod routing;
 #[cfg(test)]
 mod tests;
@@ -200,6 +201,9 @@ pub struct Scheduler<T> {
     /// Events decided outside `poll` (a quota refusal at submission, an answer about a
     /// global lease), reported by the next `poll` (`Timer::Pending` says since when).
     pending: Vec<Event<T>>,
+    /// Live configuration changes applied so far ([`Scheduler::reconfigure`],
+    /// [`Scheduler::set_max_concurrent`]).
+    reconfigurations: u64,
 }
 
 impl<T> Scheduler<T> {
@@ -218,18 +222,13 @@ impl<T> Scheduler<T> {
             quotas: Quotas::new(&config_quotas),
             shared_quotas: None,
             pending: Vec::new(),
+            reconfigurations: 0,
         };
         let names: Vec<String> = s.config.resources.keys().cloned().collect();
         for name in names {
             s.resource_index(&ResourceId::new(name));
         }
-        for r in 0..s.resources.len() {
-            let fallback = s.config.resources[s.resources[r].name.as_str()].fallback.clone();
-            let fallback = fallback.and_then(|f| s.by_name.get(&ResourceId::new(f)).copied());
-            if let Some(guard) = &mut s.resources[r].guard {
-                guard.fallback = fallback;
-            }
-        }
+        s.resolve_fallbacks();
         s
     }
 
@@ -278,6 +277,7 @@ impl<T> Scheduler<T> {
             guard: Guard::new(name, self.config.resources.get(name.as_str())),
             global: false,
             gate_wake: None,
+            lent: Default::default(),
         });
         self.by_name.insert(name.clone(), i);
         i
@@ -434,6 +434,7 @@ impl<T> Scheduler<T> {
         let mut snap = StatsSnapshot {
             at: now,
             quota_tenants: self.quotas.tracked_tenants() as u64,
+            reconfigurations: self.reconfigurations,
             ..StatsSnapshot::default()
         };
         for res in &self.resources {

@@ -8,7 +8,9 @@
 //! One file per concern: this one drives the core and hands grants to workers;
 //! `inputs.rs` takes in what jobs send back (stop reports, park, unpark, renewals, costs,
 //! cancellations); `leases.rs` carries the Redis brokers' answers for resources whose
-//! slots or rates are shared; `quotas.rs` the shared quotas' answers; `shutdown.rs` stops the runtime; `queries.rs` answers stats and usage.
+//! slots or rates are shared; `quotas.rs` the shared quotas' answers; `shutdown.rs` stops
+//! the runtime; `queries.rs` answers stats and usage; `limits.rs` carries live
+//! configuration changes (`Runtime::reconfigure`, `set_max_concurrent`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +28,7 @@ mod queries;
 mod quotas;
 mod shutdown;
 
-pub(crate) use limits::SetMaxConcurrent;
+pub(crate) use limits::{Published, Reconfigure, SetMaxConcurrent};
 pub(crate) use queries::{GetBackendStats, GetStats, GetUsage};
 pub(crate) use shutdown::Shutdown;
 pub use shutdown::ShutdownReport;
@@ -98,6 +100,8 @@ pub(crate) struct Supervisor {
     intake: Vec<Intake>,
     /// What goes out through the `metrics` facade (see `crate::metrics`).
     metrics: Metrics,
+    /// The configuration in force, for the public handle (see `limits.rs`).
+    published: Published,
 }
 
 impl Supervisor {
@@ -107,6 +111,7 @@ impl Supervisor {
         on_stopped: Box<dyn FnOnce(StatsSnapshot)>,
         workers: WorkerPool,
         arbiters: Vec<actix_rt::Arbiter>,
+        published: Published,
     ) -> Self {
         let schedule = BatchSchedule::new(config.scheduler.org_batch_size, config.scheduler.batch_delay);
         let any_budget = config.resources.values().any(|r| r.call_budget.is_some());
@@ -129,6 +134,7 @@ impl Supervisor {
             quota_wants: Vec::new(),
             quota_settles: Vec::new(),
             intake: Vec::new(),
+            published,
         }
     }
 

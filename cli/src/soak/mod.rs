@@ -103,7 +103,7 @@ pub fn soak(options: &SoakOptions) -> Result<SoakReport, SoakError> {
 
 async fn run_in_system(options: &SoakOptions, config: weir::Config) -> Result<SoakReport, SoakError> {
     let runtime = Runtime::start(config).map_err(|e| SoakError::Start(e.to_string()))?;
-    let downstreams = Downstreams::new(runtime.config());
+    let downstreams = Downstreams::new(&runtime.config());
     let counters = Counters::new(options.defect);
     let mut driver = Driver::start(runtime.clone(), counters.clone(), downstreams.clone(), options)
         .map_err(SoakError::Start)?;
