@@ -55,3 +55,60 @@ fn checks_run_at_the_interval_of_their_window_and_stop_when_removed() {
     assert_eq!(at("1d"), [5, 10].map(min));
     assert_eq!(at("gone"), [1, 2, 3].map(min));
 }
+
+/// Issue 17: a new interval table (as `Runtime::reconfigure` publishes it) moves every check
+/// scheduled by its window to its new interval from the next multiple of it; a check
+/// scheduled with an explicit interval keeps it.
+#[test]
+fn a_new_interval_table_moves_window_checks_to_their_new_interval() {
+    let runs = paused(async {
+        let runtime = Runtime::start(Config::default()).unwrap();
+        let runs: Arc<Mutex<Vec<(&'static str, Duration)>>> = Arc::default();
+        let seen = runs.clone();
+        let checks =
+            RecurringChecks::start(runtime.clone(), runtime.config().intervals.clone(), move |run| {
+                let seen = seen.clone();
+                let (job, _) = Job::new(JobSpec::new("acme", "store"), move |_| async move {
+                    seen.lock().unwrap().push((run.key, run.at));
+                    Ok::<_, JobError>(())
+                });
+                vec![job]
+            })
+            .unwrap();
+        // Default table: a 1 h window every 2 min.
+        assert_eq!(checks.schedule("1h", min(60)), min(2));
+        checks.schedule_every("fixed", min(2));
+        tokio::time::sleep(min(4) + Duration::from_secs(1)).await;
+        let faster = Config::from_toml_str(
+            "[[intervals]]\nwindow = \"10m\"\nevery = \"1m\"\n\n[[intervals]]\nwindow = \"1h\"\nevery = \"1m\"\n",
+        )
+        .unwrap();
+        let mut config = (*runtime.config()).clone();
+        config.intervals = faster.intervals;
+        runtime.reconfigure(config).await.unwrap();
+        checks.set_intervals(runtime.config().intervals.clone());
+        assert_eq!(
+            checks.schedule("new-1h", min(60)),
+            min(1),
+            "new checks use the new table"
+        );
+        tokio::time::sleep(min(4)).await;
+        checks.shutdown().await;
+        runtime.shutdown(Duration::from_secs(1)).await;
+        let runs = runs.lock().unwrap().clone();
+        runs
+    });
+    let at = |key| {
+        runs.iter()
+            .filter(|r| r.0 == key)
+            .map(|r| r.1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        at("1h"),
+        [2, 4, 5, 6, 7, 8].map(min),
+        "every 2 min, then every minute"
+    );
+    assert_eq!(at("fixed"), [2, 4, 6, 8].map(min), "an explicit interval stays");
+    assert_eq!(at("new-1h"), [5, 6, 7, 8].map(min));
+}

@@ -8,9 +8,14 @@
 //! [`Runtime`] like any job: they wait for slots under the cap. A check that falls due
 //! while the previous run's jobs still run is not held back; a late wake-up never
 //! produces catch-up runs (the missed count is in [`DueRun::missed`]).
+//!
+//! A new interval table (after [`Runtime::reconfigure`](crate::Runtime::reconfigure), say)
+//! is taken with [`RecurringChecks::set_intervals`]: every check scheduled by its window
+//! moves to the interval the new table gives it.
 
+use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::{Actor, ActorContext, Addr, Context, Handler, Message, MessageResult};
@@ -25,7 +30,8 @@ use crate::{Job, Runtime};
 /// A handle to a recurring-checks actor; cheap to clone.
 pub struct RecurringChecks<K: Hash + Eq + Clone + Send + 'static> {
     addr: Addr<RecurringActor<K>>,
-    table: Arc<IntervalTable>,
+    /// The table in force, shared by every clone of the handle.
+    table: Arc<Mutex<IntervalTable>>,
 }
 
 impl<K: Hash + Eq + Clone + Send + 'static> Clone for RecurringChecks<K> {
@@ -77,6 +83,8 @@ impl<K: Hash + Eq + Clone + Send + 'static> RecurringChecks<K> {
         }
         let actor = RecurringActor {
             schedule: Box::new(Recurring::new()),
+            table: table.clone(),
+            windows: HashMap::new(),
             runtime,
             make: Box::new(make),
             origin: Instant::now(),
@@ -85,26 +93,39 @@ impl<K: Hash + Eq + Clone + Send + 'static> RecurringChecks<K> {
         };
         Ok(Self {
             addr: actor.start(),
-            table: Arc::new(table),
+            table: Arc::new(Mutex::new(table)),
         })
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, IntervalTable> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a new interval table: every check scheduled by its window
+    /// ([`RecurringChecks::schedule`]) whose interval the new table changes runs at the new
+    /// interval from the next multiple of it; checks scheduled with
+    /// [`RecurringChecks::schedule_every`] keep theirs. Logged as a tracing event.
+    pub fn set_intervals(&self, table: IntervalTable) {
+        *self.table() = table.clone();
+        self.addr.do_send(Retable(table));
     }
 
     /// Evaluates `key` at the interval its `window` maps to (first at the next multiple
     /// of that interval); replaces the key's previous schedule. Returns the interval.
     pub fn schedule(&self, key: K, window: Duration) -> Duration {
-        let every = self.table.interval_for(window);
-        self.schedule_every(key, every);
+        let every = self.table().interval_for(window);
+        self.addr.do_send(Schedule(key, Plan::Window(window)));
         every
     }
 
     /// Evaluates `key` every `every` (at least 1 ms), whatever its window.
     pub fn schedule_every(&self, key: K, every: Duration) {
-        self.addr.do_send(Schedule(key, Some(every)));
+        self.addr.do_send(Schedule(key, Plan::Every(every)));
     }
 
     /// Stops evaluating `key`.
     pub fn remove(&self, key: K) {
-        self.addr.do_send(Schedule(key, None));
+        self.addr.do_send(Schedule(key, Plan::Remove));
     }
 
     /// Stops every schedule and the actor; returns how many runs fell due in all. Jobs
@@ -119,12 +140,21 @@ type Make<K> = Box<dyn FnMut(DueRun<K>) -> Vec<Job>>;
 struct RecurringActor<K> {
     /// Boxed so the actor is `Unpin` whatever `K` is.
     schedule: Box<Recurring<K>>,
+    /// The interval table in force (the actor's copy decides; the handle's answers
+    /// `schedule`).
+    table: IntervalTable,
+    /// Checks scheduled by window, with the interval their window was given.
+    windows: HashMap<K, (Duration, Duration)>,
     runtime: Runtime,
     make: Make<K>,
     origin: Instant,
     wake: Wake,
     runs: u64,
 }
+
+// The actor is never pinned in place (actix moves it freely); a key type that is not
+// `Unpin` must not make the map beside the schedule unmovable.
+impl<K> Unpin for RecurringActor<K> {}
 
 impl<K: Hash + Eq + Clone + Send + 'static> Actor for RecurringActor<K> {
     type Context = Context<Self>;
@@ -162,7 +192,16 @@ impl<K: Hash + Eq + Clone + Send + 'static> RecurringActor<K> {
     }
 }
 
-struct Schedule<K>(K, Option<Duration>);
+/// What to do with one check.
+enum Plan {
+    /// At the interval the table gives this window.
+    Window(Duration),
+    /// At this interval.
+    Every(Duration),
+    Remove,
+}
+
+struct Schedule<K>(K, Plan);
 
 impl<K> Message for Schedule<K> {
     type Result = ();
@@ -171,14 +210,50 @@ impl<K> Message for Schedule<K> {
 impl<K: Hash + Eq + Clone + Send + 'static> Handler<Schedule<K>> for RecurringActor<K> {
     type Result = ();
 
-    fn handle(&mut self, Schedule(key, every): Schedule<K>, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Schedule(key, plan): Schedule<K>, ctx: &mut Context<Self>) {
         let now = self.now();
-        match every {
-            Some(every) => self.schedule.insert(key, every, now),
-            None => {
+        match plan {
+            Plan::Window(window) => {
+                let every = self.table.interval_for(window);
+                self.windows.insert(key.clone(), (window, every));
+                self.schedule.insert(key, every, now);
+            }
+            Plan::Every(every) => {
+                self.windows.remove(&key);
+                self.schedule.insert(key, every, now);
+            }
+            Plan::Remove => {
+                self.windows.remove(&key);
                 self.schedule.remove(&key);
             }
         }
+        self.schedule_wake(now, ctx);
+    }
+}
+
+/// A new interval table (see [`RecurringChecks::set_intervals`]).
+struct Retable(IntervalTable);
+
+impl Message for Retable {
+    type Result = ();
+}
+
+impl<K: Hash + Eq + Clone + Send + 'static> Handler<Retable> for RecurringActor<K> {
+    type Result = ();
+
+    fn handle(&mut self, Retable(table): Retable, ctx: &mut Context<Self>) {
+        let now = self.now();
+        let mut moved = 0u64;
+        for (key, (window, every)) in self.windows.iter_mut() {
+            let new = table.interval_for(*window);
+            if new != *every {
+                *every = new;
+                self.schedule.insert(key.clone(), new, now);
+                moved += 1;
+            }
+        }
+        self.table = table;
+        tracing::info!(moved, "recurring checks: new interval table");
         self.schedule_wake(now, ctx);
     }
 }

@@ -200,8 +200,9 @@ impl Runtime {
 
     /// The configuration the runtime runs with now: the one it started with, as changed
     /// since by [`Runtime::reconfigure`] and [`Runtime::set_max_concurrent`]. What reads it
-    /// once (a [`RecurringChecks`](crate::RecurringChecks) table, a coalescer's settings)
-    /// keeps the copy it read.
+    /// once (a coalescer's settings) keeps the copy it read; a
+    /// [`RecurringChecks`](crate::RecurringChecks) takes a new interval table with
+    /// [`set_intervals`](crate::RecurringChecks::set_intervals).
     pub fn config(&self) -> Arc<Config> {
         match self.inner.config.lock() {
             Ok(config) => config.clone(),
