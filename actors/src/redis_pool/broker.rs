@@ -34,6 +34,14 @@ pub(crate) fn full_jitter(ceiling: Duration, draw: f64) -> Duration {
     ceiling.mul_f64(draw.clamp(0.0, 1.0))
 }
 
+/// One more failed call to Redis: doubles the retry ceiling `delay` from `RETRY_MIN` to
+/// `RETRY_MAX` and returns the wait before the next try, drawn below it ([`full_jitter`]).
+/// Every Redis broker (slots, quotas, rates) backs off through this one step.
+pub(crate) fn back_off(delay: &mut Duration) -> Duration {
+    *delay = (*delay * 2).clamp(RETRY_MIN, RETRY_MAX);
+    full_jitter(*delay, rand::random::<f64>())
+}
+
 /// What the supervisor asks of the broker.
 #[derive(Debug)]
 pub(crate) enum Cmd {
@@ -174,9 +182,7 @@ impl Broker {
 
     fn failed(&mut self, what: &str, e: &super::PoolError) {
         self.stats().backend_errors += 1;
-        // The ceiling doubles from RETRY_MIN to RETRY_MAX; the wait is drawn below it.
-        self.delay = (self.delay * 2).clamp(RETRY_MIN, RETRY_MAX);
-        let retry_in = full_jitter(self.delay, rand::random::<f64>());
+        let retry_in = back_off(&mut self.delay);
         self.next_try = Instant::now() + retry_in;
         tracing::warn!(resource = %self.pool.settings().resource, error = %e, ?retry_in, "redis {what} failed");
     }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use weir::{BackendKind, Config, JobId, JobKey, QuotaRefusal, TenantId};
 
-use super::broker::full_jitter;
+use super::broker::back_off;
 use super::quota_store::{QuotaStore, Verdict};
 use super::stats::{BackendSnapshot, BackendStats};
 
@@ -22,8 +22,6 @@ use super::stats::{BackendSnapshot, BackendStats};
 const MAX_BATCH: usize = 512;
 /// How long one call may take before its admissions are answered `Unavailable`.
 pub(crate) const OP_TIMEOUT: Duration = Duration::from_millis(500);
-const RETRY_MIN: Duration = Duration::from_millis(50);
-const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// One job's admission to check.
 pub(crate) type Want = (JobKey, TenantId, u64);
@@ -113,8 +111,7 @@ impl Broker {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .backend_errors += 1;
-                self.delay = (self.delay * 2).clamp(RETRY_MIN, RETRY_MAX);
-                let retry_in = full_jitter(self.delay, rand::random::<f64>());
+                let retry_in = back_off(&mut self.delay);
                 self.next_try = Instant::now() + retry_in;
                 tracing::warn!(error = %e, ?retry_in, "redis quota check failed");
                 answers.extend(chunk.iter().map(|(k, _, _)| QuotaAnswer::Unavailable(*k)));

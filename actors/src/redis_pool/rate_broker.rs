@@ -23,14 +23,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use weir::{JobKey, RateLimitConfig, SharedFailure};
 
-use super::broker::{full_jitter, Answer, Cmd};
+use super::broker::{back_off, Answer, Cmd};
 use super::conn::Conn;
 use super::quota_broker::OP_TIMEOUT;
 use super::stats::BackendStats;
 use super::PoolError;
-
-const RETRY_MIN: Duration = Duration::from_millis(50);
-const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// The shared GCRA of one resource.
 pub(crate) struct RateStore {
@@ -158,8 +155,7 @@ impl RateBroker {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .backend_errors += 1;
-                self.delay = (self.delay * 2).clamp(RETRY_MIN, RETRY_MAX);
-                let retry_in = full_jitter(self.delay, rand::random::<f64>());
+                let retry_in = back_off(&mut self.delay);
                 self.next_try = Instant::now() + retry_in;
                 tracing::warn!(key = %self.store.key, error = %e, ?retry_in, "redis rate check failed");
                 if self.policy != SharedFailure::FailClosed {
