@@ -14,22 +14,35 @@ fn min(n: u64) -> Duration {
     Duration::from_secs(60 * n)
 }
 
+type Runs = Arc<Mutex<Vec<(&'static str, Duration)>>>;
+
+/// Checks on the runtime's interval table whose every run submits one job that records
+/// the run's key and due time.
+fn recording_checks(runtime: &Runtime) -> (RecurringChecks<&'static str>, Runs) {
+    let runs: Runs = Arc::default();
+    let seen = runs.clone();
+    let checks = RecurringChecks::start(runtime.clone(), runtime.config().intervals.clone(), move |run| {
+        let seen = seen.clone();
+        let (job, _) = Job::new(JobSpec::new("acme", "store"), move |_| async move {
+            seen.lock().unwrap().push((run.key, run.at));
+            Ok::<_, JobError>(())
+        });
+        vec![job]
+    })
+    .unwrap();
+    (checks, runs)
+}
+
+/// The due times of `key`'s runs, in order.
+fn runs_of(runs: &[(&'static str, Duration)], key: &str) -> Vec<Duration> {
+    runs.iter().filter(|r| r.0 == key).map(|r| r.1).collect()
+}
+
 #[test]
 fn checks_run_at_the_interval_of_their_window_and_stop_when_removed() {
     let runs = paused(async {
         let runtime = Runtime::start(Config::default()).unwrap();
-        let runs: Arc<Mutex<Vec<(&'static str, Duration)>>> = Arc::default();
-        let seen = runs.clone();
-        let checks =
-            RecurringChecks::start(runtime.clone(), runtime.config().intervals.clone(), move |run| {
-                let seen = seen.clone();
-                let (job, _) = Job::new(JobSpec::new("acme", "store"), move |_| async move {
-                    seen.lock().unwrap().push((run.key, run.at));
-                    Ok::<_, JobError>(())
-                });
-                vec![job]
-            })
-            .unwrap();
+        let (checks, runs) = recording_checks(&runtime);
         // The default table: <= 10 min every 1 min, <= 1 h every 2 min, <= 1 day every 5 min.
         assert_eq!(checks.schedule("5m", min(5)), min(1));
         assert_eq!(checks.schedule("1h", min(60)), min(2));
@@ -44,12 +57,7 @@ fn checks_run_at_the_interval_of_their_window_and_stop_when_removed() {
         assert_eq!(due, runs.len() as u64, "every due run submitted one job that ran");
         runs
     });
-    let at = |key| {
-        runs.iter()
-            .filter(|r| r.0 == key)
-            .map(|r| r.1)
-            .collect::<Vec<_>>()
-    };
+    let at = |key| runs_of(&runs, key);
     assert_eq!(at("5m"), (1..=10).map(min).collect::<Vec<_>>());
     assert_eq!(at("1h"), [2, 4, 6, 8, 10].map(min));
     assert_eq!(at("1d"), [5, 10].map(min));
@@ -63,18 +71,7 @@ fn checks_run_at_the_interval_of_their_window_and_stop_when_removed() {
 fn a_new_interval_table_moves_window_checks_to_their_new_interval() {
     let runs = paused(async {
         let runtime = Runtime::start(Config::default()).unwrap();
-        let runs: Arc<Mutex<Vec<(&'static str, Duration)>>> = Arc::default();
-        let seen = runs.clone();
-        let checks =
-            RecurringChecks::start(runtime.clone(), runtime.config().intervals.clone(), move |run| {
-                let seen = seen.clone();
-                let (job, _) = Job::new(JobSpec::new("acme", "store"), move |_| async move {
-                    seen.lock().unwrap().push((run.key, run.at));
-                    Ok::<_, JobError>(())
-                });
-                vec![job]
-            })
-            .unwrap();
+        let (checks, runs) = recording_checks(&runtime);
         // Default table: a 1 h window every 2 min.
         assert_eq!(checks.schedule("1h", min(60)), min(2));
         checks.schedule_every("fixed", min(2));
@@ -98,12 +95,7 @@ fn a_new_interval_table_moves_window_checks_to_their_new_interval() {
         let runs = runs.lock().unwrap().clone();
         runs
     });
-    let at = |key| {
-        runs.iter()
-            .filter(|r| r.0 == key)
-            .map(|r| r.1)
-            .collect::<Vec<_>>()
-    };
+    let at = |key| runs_of(&runs, key);
     assert_eq!(
         at("1h"),
         [2, 4, 5, 6, 7, 8].map(min),
