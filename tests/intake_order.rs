@@ -10,7 +10,7 @@ use weir_actors::Runtime;
 
 fn config(toml: &str) -> Config {
     let mut config = Config::from_toml_str(toml).unwrap();
-    config.runtime.worker_threads = 2;
+    config.runtime.worker_threads = Some(2);
     config.scheduler.max_concurrent = 50;
     config.scheduler.slot_wait_timeout = Duration::from_secs(60);
     config

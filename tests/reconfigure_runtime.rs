@@ -225,7 +225,7 @@ fn an_invalid_config_is_refused_by_name_and_the_old_one_keeps_running() {
             "{e}"
         );
         let mut threads = with_cap(2);
-        threads.runtime.worker_threads = 2;
+        threads.runtime.worker_threads = Some(2);
         let e = runtime.reconfigure(threads).await.unwrap_err();
         assert!(
             e.to_string()

@@ -95,6 +95,24 @@ fn check_shared_urls(config: &Config) -> Result<(), StartError> {
     }
     Ok(())
 }
+/// The cores this process may use.
+fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+}
+
+/// Whether the current thread's tokio clock is paused (tokio's `test-util`: tests and
+/// `weir simulate`). A paused clock stands still while no task awaits, so it has not moved
+/// after a microsecond of real time; a running clock has. Body threads run their own
+/// tokio runtimes, whose clocks cannot follow a paused one.
+fn clock_paused() -> bool {
+    let before = tokio::time::Instant::now();
+    let real = std::time::Instant::now();
+    while real.elapsed() < Duration::from_micros(1) {
+        std::hint::spin_loop();
+    }
+    tokio::time::Instant::now() == before
+}
+
 impl Runtime {
     /// Starts a runtime.
     ///
@@ -102,22 +120,28 @@ impl Runtime {
     /// the supervisor runs on the current arbiter (or a new one, with
     /// `runtime.own_thread`), so a paused tokio clock drives it. Anywhere else (plain
     /// `main`, a tokio runtime without actix) it starts an actix system on a thread of its
-    /// own. Body threads are started per `runtime.worker_threads` (default 0: bodies run
-    /// on the supervisor's thread). Quotas and rate limits kept in Redis must reach their
-    /// server now (an error names the `url`).
+    /// own. Body threads are started per `runtime.worker_threads` (by default one fewer
+    /// than the cores and at least one; none when the caller's tokio clock is paused, see
+    /// [`RuntimeConfig::body_threads`](weir::RuntimeConfig::body_threads)); bodies whose
+    /// polls are brief still run on the supervisor's thread (`runtime.inline_poll_limit`).
+    /// Quotas and rate limits kept in Redis must reach their server now (an error names
+    /// the `url`).
     pub fn start(config: Config) -> Result<Runtime, StartError> {
         config.validate()?;
         check_shared_urls(&config)?;
         if actix_rt::Arbiter::try_current().is_some() && actix_rt::System::try_current().is_some() {
-            return Ok(Self::start_here(config, None));
+            let threads = config.runtime.body_threads(cores(), clock_paused());
+            return Ok(Self::start_here(config, threads, None));
         }
+        let threads = config.runtime.body_threads(cores(), false);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("weir-supervisor".into())
             .spawn(move || {
                 let system = actix_rt::System::new();
                 system.block_on(async {
-                    let _ = tx.send(Self::start_here(config, Some(actix_rt::System::current())));
+                    let system = Some(actix_rt::System::current());
+                    let _ = tx.send(Self::start_here(config, threads, system));
                 });
                 let _ = system.run();
             })
@@ -126,10 +150,9 @@ impl Runtime {
             .map_err(|_| StartError::Thread("the runtime thread exited while starting".into()))
     }
 
-    fn start_here(config: Config, own_system: Option<actix_rt::System>) -> Runtime {
-        let arbiters: Vec<actix_rt::Arbiter> = (0..config.runtime.worker_threads)
-            .map(|_| actix_rt::Arbiter::new())
-            .collect();
+    fn start_here(config: Config, body_threads: u32, own_system: Option<actix_rt::System>) -> Runtime {
+        tracing::info!(body_threads, "weir runtime starting");
+        let arbiters: Vec<actix_rt::Arbiter> = (0..body_threads).map(|_| actix_rt::Arbiter::new()).collect();
         let workers = WorkerPool::start(&arbiters);
         let supervisor_arbiter = config.runtime.own_thread.then(actix_rt::Arbiter::new);
         let handle = supervisor_arbiter.as_ref().map(actix_rt::Arbiter::handle);

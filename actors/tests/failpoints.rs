@@ -20,7 +20,7 @@ use weir_actors::{JobHandle, Runtime};
 fn config(cap: u32, workers: u32) -> Config {
     let mut c = Config::default();
     c.scheduler.max_concurrent = cap;
-    c.runtime.worker_threads = workers;
+    c.runtime.worker_threads = Some(workers);
     c
 }
 

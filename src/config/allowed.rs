@@ -53,6 +53,11 @@ pub const QUANTUM: Count = Count {
 };
 /// `runtime.worker_threads`.
 pub const WORKER_THREADS: Count = Count { min: 0, max: 1024 };
+/// `runtime.inline_poll_limit`.
+pub const INLINE_POLL_LIMIT: Span = Span {
+    min: Duration::ZERO,
+    max: SECOND,
+};
 /// `metrics.tenant_labels`: tenants named on the per-tenant series.
 pub const TENANT_LABELS: Count = Count { min: 0, max: 1000 };
 /// `tenants.NAME.weight`.
@@ -222,6 +227,7 @@ pub fn for_path(path: &str) -> Option<String> {
         "scheduler.max_queued" => whole(MAX_QUEUED),
         "scheduler.quantum" => whole(QUANTUM),
         "runtime.worker_threads" => whole(WORKER_THREADS),
+        "runtime.inline_poll_limit" => duration(INLINE_POLL_LIMIT, "50us"),
         "runtime.own_thread" | "resources.*.call_budget.include_children" => "true or false".into(),
         "tenants.*.weight" => whole(WEIGHT),
         "metrics.tenant_labels" => whole(TENANT_LABELS),

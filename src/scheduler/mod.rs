@@ -378,6 +378,13 @@ impl<T> Scheduler<T> {
         self.live(key).map(|e| &self.resources[e.resource as usize].name)
     }
 
+    /// A small dense index of a live job's resource (resources are numbered in the order
+    /// they first received work, and keep their number), for a shell's per-resource side
+    /// tables.
+    pub fn resource_index_of(&self, key: JobKey) -> Option<usize> {
+        self.live(key).map(|e| e.resource as usize)
+    }
+
     /// The tenant of a live job.
     pub fn tenant_of(&self, key: JobKey) -> Option<&TenantId> {
         self.live(key).map(|e| &e.tenant)

@@ -284,11 +284,11 @@ mod tests {
             "{e}"
         );
         let mut fixed = old.clone();
-        fixed.runtime.worker_threads = 4;
+        fixed.runtime.worker_threads = Some(4);
         let e = s.reconfigure(&fixed, ms(0)).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "runtime.worker_threads must be unchanged while the runtime runs (it is 0; restart to change it), got 4"
+            "runtime.worker_threads must be unchanged while the runtime runs (it is unset; restart to change it), got 4"
         );
         assert_eq!(s.config(), &old);
         assert_eq!(s.limit(&ResourceId::new("r")), Some(3));

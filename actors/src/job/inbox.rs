@@ -69,9 +69,21 @@ impl Intake {
 #[derive(Default)]
 struct State {
     items: Vec<Intake>,
-    /// A `Drain` message is on its way (or the supervisor is draining).
-    notified: bool,
+    notice: Notice,
     closed: bool,
+}
+
+/// Whether the supervisor will drain what is pending.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Notice {
+    /// Nothing is pending (since the last drain), or no `Drain` is on its way.
+    #[default]
+    Idle,
+    /// A worker's pass owes a `Drain` and sends it when the pass ends (see
+    /// `super::notices`), unless another append sent one first.
+    Owed,
+    /// A `Drain` message is on its way.
+    Sent,
 }
 
 /// See the module docs.
@@ -84,6 +96,9 @@ pub(crate) struct Inbox {
 pub(crate) enum Appended {
     /// Appended; the caller must send the supervisor a `Drain`.
     Notify,
+    /// Appended by a caller that defers its wake-ups; it owes the supervisor a `Drain`
+    /// at the end of its pass ([`Inbox::settle_owed`]).
+    Deferred,
     /// Appended; a `Drain` is already on its way.
     Queued,
     /// The supervisor has stopped; the item comes back.
@@ -96,17 +111,37 @@ impl Inbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends `item`; says whether the supervisor must be notified.
-    pub(crate) fn push(&self, item: Intake) -> Appended {
+    /// Appends `item`; says whether the supervisor must be notified. A caller that
+    /// `defer`s may owe the `Drain` until the end of its pass; one that does not never
+    /// waits for anyone's pass: it finds a `Drain` on its way, or sends one.
+    pub(crate) fn push(&self, item: Intake, defer: bool) -> Appended {
         let mut state = self.lock();
         if state.closed {
             return Appended::Closed(item);
         }
         state.items.push(item);
-        if std::mem::replace(&mut state.notified, true) {
-            Appended::Queued
+        match (state.notice, defer) {
+            (Notice::Sent, _) => Appended::Queued,
+            (Notice::Idle | Notice::Owed, true) => {
+                state.notice = Notice::Owed;
+                Appended::Deferred
+            }
+            (Notice::Idle | Notice::Owed, false) => {
+                state.notice = Notice::Sent;
+                Appended::Notify
+            }
+        }
+    }
+
+    /// At the end of a pass that owes a `Drain`: true if it must send it now (no other
+    /// append sent one, and the supervisor has not drained meanwhile).
+    pub(crate) fn settle_owed(&self) -> bool {
+        let mut state = self.lock();
+        if state.notice == Notice::Owed {
+            state.notice = Notice::Sent;
+            true
         } else {
-            Appended::Notify
+            false
         }
     }
 
@@ -116,7 +151,7 @@ impl Inbox {
         debug_assert!(spare.is_empty(), "the previous batch was fully taken in");
         let mut state = self.lock();
         std::mem::swap(&mut state.items, spare);
-        state.notified = false;
+        state.notice = Notice::Idle;
     }
 
     /// Refuses later appends and returns what was pending.
@@ -124,6 +159,14 @@ impl Inbox {
         let mut state = self.lock();
         state.closed = true;
         std::mem::take(&mut state.items)
+    }
+}
+
+#[cfg(test)]
+impl Inbox {
+    /// An append that does not defer its wake-up.
+    fn push_now(&self, item: Intake) -> Appended {
+        self.push(item, false)
     }
 }
 
@@ -152,22 +195,49 @@ mod tests {
     #[test]
     fn only_the_first_append_after_a_take_notifies() {
         let inbox = Inbox::default();
-        assert!(matches!(inbox.push(cost(1)), Appended::Notify));
-        assert!(matches!(inbox.push(cost(2)), Appended::Queued));
+        assert!(matches!(inbox.push_now(cost(1)), Appended::Notify));
+        assert!(matches!(inbox.push_now(cost(2)), Appended::Queued));
         let mut batch = Vec::new();
         inbox.take(&mut batch);
         assert_eq!(batch.iter().filter_map(key_of).collect::<Vec<_>>(), [1, 2]);
-        assert!(matches!(inbox.push(cost(3)), Appended::Notify));
+        assert!(matches!(inbox.push_now(cost(3)), Appended::Notify));
+    }
+
+    #[test]
+    fn a_deferred_drain_is_sent_by_the_next_append_that_does_not_defer() {
+        let inbox = Inbox::default();
+        assert!(matches!(inbox.push(cost(1), true), Appended::Deferred));
+        assert!(matches!(inbox.push(cost(2), true), Appended::Deferred));
+        assert!(
+            matches!(inbox.push_now(cost(3)), Appended::Notify),
+            "a submitter does not wait for a worker's pass"
+        );
+        assert!(!inbox.settle_owed(), "sent already: the pass sends nothing");
+        assert!(matches!(inbox.push(cost(4), true), Appended::Queued));
+    }
+
+    #[test]
+    fn a_pass_sends_what_it_owes_unless_the_supervisor_drained_first() {
+        let inbox = Inbox::default();
+        let _ = inbox.push(cost(1), true);
+        assert!(inbox.settle_owed());
+        assert!(!inbox.settle_owed(), "once");
+        let mut batch = Vec::new();
+        inbox.take(&mut batch);
+        let _ = inbox.push(cost(2), true);
+        batch.clear();
+        inbox.take(&mut batch);
+        assert!(!inbox.settle_owed(), "drained meanwhile: nothing owed");
     }
 
     #[test]
     fn a_closed_inbox_hands_items_back() {
         let inbox = Inbox::default();
-        let _ = inbox.push(cost(1));
+        let _ = inbox.push_now(cost(1));
         let pending = inbox.close();
         assert_eq!(pending.len(), 1);
         assert!(matches!(
-            inbox.push(cost(2)),
+            inbox.push_now(cost(2)),
             Appended::Closed(Intake::Cost { cost: 2, .. })
         ));
     }
@@ -221,7 +291,7 @@ mod loom_models {
                     thread::spawn(move || {
                         for i in 0..2u64 {
                             let key = keys[(p * 2 + i) as usize];
-                            if let Appended::Notify = inbox.push(item(key, p * 10 + i)) {
+                            if let Appended::Notify = inbox.push(item(key, p * 10 + i), false) {
                                 drains.fetch_add(1, Ordering::SeqCst);
                             }
                         }
@@ -256,6 +326,51 @@ mod loom_models {
         });
     }
 
+    /// A worker appends in a pass (deferring its wake-up) while a submitter appends: the
+    /// submitter's item is drained without waiting for the pass to end, and the worker's
+    /// item is drained once the pass settles what it owes; each item once.
+    #[test]
+    fn a_submitter_never_waits_for_a_workers_pass() {
+        let keys = keys(2);
+        loom::model(move || {
+            let inbox = Arc::new(Inbox::default());
+            let drains = Arc::new(AtomicUsize::new(0));
+            let worker = {
+                let (inbox, key) = (inbox.clone(), keys[0]);
+                // In a pass: a deferred drain is not sent until the pass settles below.
+                thread::spawn(move || matches!(inbox.push(item(key, 1), true), Appended::Deferred))
+            };
+            let submitter = {
+                let (inbox, drains, key) = (inbox.clone(), drains.clone(), keys[1]);
+                thread::spawn(move || {
+                    if let Appended::Notify = inbox.push(item(key, 2), false) {
+                        drains.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            };
+            let mut taken = Vec::new();
+            let handle_drains = |taken: &mut Vec<u64>| {
+                while drains.load(Ordering::SeqCst) > 0 {
+                    drains.fetch_sub(1, Ordering::SeqCst);
+                    let mut batch = Vec::new();
+                    inbox.take(&mut batch);
+                    taken.extend(costs(&batch));
+                }
+            };
+            submitter.join().unwrap();
+            handle_drains(&mut taken);
+            assert!(taken.contains(&2), "the submitter's item before the pass ends");
+            let owes = worker.join().unwrap();
+            // The pass ends.
+            if owes && inbox.settle_owed() {
+                drains.fetch_add(1, Ordering::SeqCst);
+            }
+            handle_drains(&mut taken);
+            taken.sort_unstable();
+            assert_eq!(taken, [1, 2], "every item taken once");
+        });
+    }
+
     /// An append racing the close is either among what the close returns or handed back
     /// to its caller: never lost.
     #[test]
@@ -266,7 +381,7 @@ mod loom_models {
             let producer = {
                 let inbox = inbox.clone();
                 let key = keys[0];
-                thread::spawn(move || matches!(inbox.push(item(key, 7)), Appended::Closed(_)))
+                thread::spawn(move || matches!(inbox.push(item(key, 7), false), Appended::Closed(_)))
             };
             let pending = inbox.close();
             let handed_back = producer.join().unwrap();

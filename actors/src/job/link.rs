@@ -165,8 +165,12 @@ impl Link {
     /// the item back (`Some`) if the supervisor has stopped.
     #[must_use]
     fn push(&self, item: Intake) -> Option<Intake> {
-        match self.shared.inbox.push(item) {
+        match self.shared.inbox.push(item, super::notices::in_pass()) {
             Appended::Notify => {
+                self.send_drain();
+                None
+            }
+            Appended::Deferred => {
                 super::notices::owe_drain(self);
                 None
             }

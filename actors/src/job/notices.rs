@@ -17,6 +17,11 @@
 //! The deferral is bounded by one pass of the thread's driver (see `worker::jobset`).
 //! Outside a pass (a job dropped by a dying worker, or by a runtime that stops) the
 //! message goes at once.
+//!
+//! Only the deferring thread's own items wait: an append from anywhere else (a submission
+//! above all) that finds a `Drain` merely owed sends it at once (see `Inbox::push`), and
+//! the pass then sends nothing. Before that rule, a submission could wait for a worker
+//! whose pass went on to poll a body that computed for a millisecond.
 
 use std::cell::RefCell;
 
@@ -27,7 +32,14 @@ thread_local! {
     static OWED: RefCell<Option<Vec<Link>>> = const { RefCell::new(None) };
 }
 
-/// Sends `link`'s supervisor its `Drain` now, or at the end of this thread's pass.
+/// Whether this thread is in a pass of its job driver (its appends defer their wake-ups).
+pub(crate) fn in_pass() -> bool {
+    OWED.try_with(|owed| owed.try_borrow().is_ok_and(|o| o.is_some()))
+        .unwrap_or(false)
+}
+
+/// `link`'s supervisor is owed a `Drain` by this thread: sent at the end of its pass if
+/// no one sent one meanwhile (at once outside a pass).
 pub(crate) fn owe_drain(link: &Link) {
     let deferred = OWED
         .try_with(|owed| match owed.try_borrow_mut() {
@@ -43,7 +55,7 @@ pub(crate) fn owe_drain(link: &Link) {
             Err(_) => false,
         })
         .unwrap_or(false);
-    if !deferred {
+    if !deferred && link.inbox().settle_owed() {
         link.send_drain();
     }
 }
@@ -83,7 +95,9 @@ impl Drop for Pass {
             .flatten()
             .unwrap_or_default();
         for link in links {
-            link.send_drain();
+            if link.inbox().settle_owed() {
+                link.send_drain();
+            }
         }
     }
 }

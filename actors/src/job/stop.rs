@@ -173,7 +173,10 @@ impl<F: Future> Future for Stoppable<'_, F> {
         if let Some(reason) = self.stop.reason() {
             return Poll::Ready(Err(reason));
         }
-        self.fut.as_mut().poll(cx).map(Ok)
+        // On the supervisor's thread a poll that takes too long moves the job's resource
+        // to body threads (see `worker::placement`).
+        let key = self.stop.key();
+        crate::worker::timed_poll(key, || self.fut.as_mut().poll(cx)).map(Ok)
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actix::{AsyncContext, Context, Handler};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use weir::{Cancelled, JobKey, Outcome, ResourceId};
 
 use super::{Payload, Supervisor, Task};
@@ -19,6 +20,13 @@ impl Supervisor {
     /// Takes in everything the inbox holds, in the order it was appended. The caller
     /// drives the core after.
     pub(super) fn drain_inbox(&mut self, ctx: &mut Context<Self>) {
+        // Slow polls first: a job that polled too long may have ended in that poll, and its
+        // resource is known only while it is live.
+        let (core, origin) = (&self.core, self.origin);
+        self.placements.take_slow(
+            || Instant::now().saturating_duration_since(origin),
+            |key| core.resource_index_of(key),
+        );
         let mut batch = std::mem::take(&mut self.intake);
         self.link.inbox().take(&mut batch);
         if !batch.is_empty() {
@@ -142,6 +150,7 @@ impl Supervisor {
     /// A started job stopped: returns its slot (once: a second report for the same key
     /// is refused by the core and only logged). The caller drives the core after.
     fn done(&mut self, mut msg: Done, now: Duration) {
+        self.placements.ended(msg.key);
         // Its global lease goes back (or its request for one, if it ended waiting).
         self.shared.release(msg.key);
         if let Some(slot) = self.running.get_mut(msg.key.index()) {

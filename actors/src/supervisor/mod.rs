@@ -43,7 +43,7 @@ use crate::job::stop::{Stop, StopReason};
 use crate::metrics::Metrics;
 use crate::redis_pool::{Settle, SharedQuotaStore, SharedSlots, Want};
 use crate::wake::Wake;
-use crate::worker::{Run, WorkerPool};
+use crate::worker::{Placements, Run, WorkerPool};
 use leases::BackendAnswers;
 use quotas::QuotaAnswers;
 
@@ -79,6 +79,8 @@ pub(crate) struct Supervisor {
     on_stopped: Option<Box<dyn FnOnce(StatsSnapshot)>>,
     origin: Instant,
     workers: WorkerPool,
+    /// Which thread runs each granted body (see `worker::placement`).
+    placements: Placements,
     arbiters: Vec<actix_rt::Arbiter>,
     /// Stop signals of started jobs, indexed by `JobKey::index`.
     running: Vec<Option<(JobKey, Arc<Stop>)>>,
@@ -115,7 +117,9 @@ impl Supervisor {
     ) -> Self {
         let schedule = BatchSchedule::new(config.scheduler.org_batch_size, config.scheduler.batch_delay);
         let any_budget = config.resources.values().any(|r| r.call_budget.is_some());
+        let placements = Placements::new(workers.has_threads(), config.runtime.inline_poll_limit);
         Self {
+            placements,
             any_budget,
             metrics: Metrics::new(&config),
             core: Scheduler::new(config),
@@ -162,7 +166,7 @@ impl Supervisor {
                             left_waiting += 1;
                         }
                         let token = if leased { self.shared.token(key) } else { None };
-                        self.start(key, task, token);
+                        self.start(key, task, token, now);
                     }
                     // If the parent stopped meanwhile its task reports Done, which returns
                     // this slot.
@@ -253,7 +257,7 @@ impl Supervisor {
         }
     }
 
-    fn start(&mut self, key: JobKey, task: Task, fencing_token: Option<u64>) {
+    fn start(&mut self, key: JobKey, task: Task, fencing_token: Option<u64>, now: Duration) {
         let i = key.index();
         if self.running.len() <= i {
             self.running.resize_with(i + 1, || None);
@@ -281,7 +285,11 @@ impl Supervisor {
             drop(run);
             return;
         }
-        self.workers.dispatch(run);
+        let place = match self.core.resource_index_of(key) {
+            Some(resource) => self.placements.place(resource, key, now),
+            None => crate::worker::Place::Threads,
+        };
+        self.workers.dispatch(run, place);
     }
 }
 
@@ -297,6 +305,10 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.placements.times_polls() {
+            // Bodies placed inline run on this thread, under this limit.
+            crate::worker::time_polls_here(self.core.config().runtime.inline_poll_limit);
+        }
         let me = ctx.address();
         self.shared = SharedSlots::start(self.core.config(), move |answers| {
             me.do_send(BackendAnswers(answers));

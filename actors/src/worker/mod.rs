@@ -14,12 +14,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 mod jobset;
+mod placement;
 mod queue;
 
 use crate::job::body::{ErasedBody, JobFuture};
 use crate::job::context::JobContext;
 use crate::job::slot::SlotReturn;
 use crate::job::stop::Stop;
+pub(crate) use placement::{time_polls_here, timed_poll, Place, Placements};
 use queue::BodyQueue;
 
 /// A job with its grant: the context names the key whose slot the supervisor holds for it.
@@ -107,11 +109,16 @@ impl WorkerPool {
         }
     }
 
-    /// Hands a job to the body threads; it is queued with the pass's other jobs at the
-    /// next [`WorkerPool::flush`]. Runs the job here (on the caller's arbiter) if there
-    /// are no body threads.
-    pub(crate) fn dispatch(&mut self, run: Run) {
-        if self.threads.is_empty() {
+    /// Whether there are body threads (else every job runs on the caller's arbiter).
+    pub(crate) fn has_threads(&self) -> bool {
+        !self.threads.is_empty()
+    }
+
+    /// Hands a job to the body threads ([`Place::Threads`]); it is queued with the pass's
+    /// other jobs at the next [`WorkerPool::flush`]. Runs the job here (on the caller's
+    /// arbiter) when placed [`Place::Inline`] or if there are no body threads.
+    pub(crate) fn dispatch(&mut self, run: Run, place: Place) {
+        if place == Place::Inline || self.threads.is_empty() {
             run.spawn_here();
             return;
         }

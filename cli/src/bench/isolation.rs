@@ -19,7 +19,7 @@ const SPIN: Duration = Duration::from_millis(1);
 /// Time between two `store` submissions.
 const ARRIVAL: Duration = Duration::from_micros(200);
 
-fn cores() -> u32 {
+pub(super) fn cores() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
@@ -55,14 +55,15 @@ where
     hist
 }
 
-/// weir with `worker_threads`, started from a plain thread (its own actix system).
+/// weir with `worker_threads` (`None`: the runtime's default, one per core), started from
+/// a plain thread (its own actix system).
 ///
 /// # Errors
 /// If the runtime does not start.
 ///
 /// # Panics
 /// If a job is refused or does not complete.
-pub fn weir_isolation(worker_threads: u32, run_for: Duration) -> Result<Histogram<u64>, String> {
+pub fn weir_isolation(worker_threads: Option<u32>, run_for: Duration) -> Result<Histogram<u64>, String> {
     let mut config = workload::config(50, 10_000_000);
     config.runtime.worker_threads = worker_threads;
     config.resources.insert(

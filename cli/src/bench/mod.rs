@@ -34,9 +34,10 @@ pub struct BenchArgs {
     /// Jobs queued for the memory-per-queued-job measurement.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub queued: u64,
-    /// weir's `runtime.worker_threads` (0 runs job bodies on the supervisor's thread).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
-    pub worker_threads: u32,
+    /// weir's `runtime.worker_threads`: threads that run job bodies (0 runs them on the
+    /// supervisor's thread). Default: the runtime's default, one per core.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub worker_threads: Option<u32>,
     /// Install a Prometheus recorder (metrics-exporter-prometheus, no HTTP listener) in
     /// weir's phases, so the figures include the cost of the exported metrics.
     #[arg(long)]
@@ -135,7 +136,7 @@ pub struct Report {
     pub cap: u32,
     /// Rounds per system.
     pub rounds: u32,
-    /// weir's worker threads.
+    /// weir's body threads (`runtime.worker_threads`, resolved: one per core by default).
     pub worker_threads: u32,
     /// A Prometheus recorder was installed in weir's phases (`--metrics`).
     pub metrics: bool,
@@ -317,7 +318,11 @@ fn child(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
         .args(["bench", "--phase", &name])
         .args(["--jobs", &args.jobs.to_string(), "--cap", &args.cap.to_string()])
         .args(["--queued", &args.queued.to_string()])
-        .args(["--worker-threads", &args.worker_threads.to_string()])
+        .args(
+            args.worker_threads
+                .into_iter()
+                .flat_map(|n| ["--worker-threads".to_string(), n.to_string()]),
+        )
         .args(["--submitters", &args.submitters.to_string()])
         .args(args.metrics.then_some("--metrics"))
         .output()
@@ -397,7 +402,7 @@ fn measure(args: &BenchArgs) -> Result<Report, String> {
                 .collect::<Result<Vec<_>, _>>()?,
         ))
     };
-    let with = |submitters: usize, worker_threads: u32| BenchArgs {
+    let with = |submitters: usize, worker_threads: Option<u32>| BenchArgs {
         submitters,
         worker_threads,
         json: None,
@@ -414,10 +419,10 @@ fn measure(args: &BenchArgs) -> Result<Report, String> {
         ];
     }
     let isolation_p99_ns = rounds(Phase::IsolationWeir, args)?.isolation_p99_ns;
-    let isolation_p99_ns_worker_threads_0 = if args.worker_threads == 0 {
+    let isolation_p99_ns_worker_threads_0 = if args.worker_threads == Some(0) {
         isolation_p99_ns
     } else {
-        rounds(Phase::IsolationWeir, &with(1, 0))?.isolation_p99_ns
+        rounds(Phase::IsolationWeir, &with(1, Some(0)))?.isolation_p99_ns
     };
     let isolation_p99_ns_tokio = rounds(Phase::IsolationTokio, args)?.isolation_p99_ns;
     let mut weir = combine(&weir);
@@ -451,7 +456,11 @@ fn measure(args: &BenchArgs) -> Result<Report, String> {
         jobs: args.jobs,
         cap: args.cap,
         rounds: args.rounds,
-        worker_threads: args.worker_threads,
+        worker_threads: weir::RuntimeConfig {
+            worker_threads: args.worker_threads,
+            ..weir::RuntimeConfig::default()
+        }
+        .body_threads(isolation::cores(), false),
         metrics: args.metrics,
         throughput_ratio: ratio(weir.jobs_per_sec, tokio.jobs_per_sec),
         cpu_ratio: ratio(weir.cpu_ns_per_job, tokio.cpu_ns_per_job),

@@ -1,0 +1,460 @@
+//! Which thread runs a granted job's body: the supervisor's own, or a body thread.
+//!
+//! # Why bodies run on the supervisor's thread at all
+//!
+//! Handing a job to another thread and its end report back costs two cross-thread
+//! wake-ups when that thread sleeps, tens of microseconds of CPU each on a VM: at cap 1,
+//! empty jobs ran at 13 K/s on body threads against 769 K/s on the supervisor's thread
+//! (issue 14). A body whose polls are short costs less than that hand-off, so it runs on
+//! the supervisor's thread, where the grant is. A body that computes would hold back every
+//! grant while it runs, so it must not.
+//!
+//! # How a resource is placed
+//!
+//! Polls are timed on the supervisor's thread only (see [`timed_poll`]); a poll longer than
+//! `runtime.inline_poll_limit` is reported by its job's key. Per resource, a pure function
+//! of its state and `now`:
+//!
+//! - **Untried** (at start): its next job runs on the supervisor's thread as a probe; the
+//!   jobs granted while the probe runs go to body threads.
+//! - **Probing**: the probe ended without a slow poll: **Inline**. A slow poll:
+//!   **Offloaded**.
+//! - **Inline**: every job runs on the supervisor's thread, until more than one in
+//!   [`STRIKE_RATIO`] of the jobs it started there in the last two [`EPOCH`]s polled
+//!   slow: **Offloaded**. One slow poll is not enough: a thread preempted by the kernel
+//!   mid-poll looks slow too, and would send a resource of empty jobs to the far slower
+//!   hand-off for a whole hold; a body that computes strikes on every poll.
+//! - **Offloaded** until a deadline: every job runs on body threads; after the deadline the
+//!   next job is a probe again. The hold starts at [`FIRST_HOLD`] and doubles with each
+//!   failed probe up to [`LONGEST_HOLD`], so a resource whose bodies always compute costs
+//!   the supervisor's thread one slow poll per minute at most.
+//!
+//! A job stays where it started (its future is not `Send`); a job already running on the
+//! supervisor's thread when its resource is offloaded finishes there.
+
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+use weir::JobKey;
+
+/// How long a resource stays offloaded after its first slow poll.
+pub(crate) const FIRST_HOLD: Duration = Duration::from_secs(1);
+/// The longest hold, reached after a run of failed probes.
+pub(crate) const LONGEST_HOLD: Duration = Duration::from_secs(64);
+/// An inline resource's slow polls are counted against its inline starts per epoch.
+pub(crate) const EPOCH: Duration = Duration::from_millis(100);
+/// An inline resource is offloaded once more than one in this many of its inline starts
+/// (in this epoch and the last) polled slow.
+pub(crate) const STRIKE_RATIO: u32 = 100;
+
+/// Where one job's body runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// On the supervisor's thread.
+    Inline,
+    /// On a body thread.
+    Threads,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State<K> {
+    Untried,
+    Probing { probe: K },
+    Inline,
+    Offloaded { until: Duration },
+}
+
+/// One resource's placement, `K` naming its jobs; see the module docs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Placement<K = JobKey> {
+    state: State<K>,
+    /// The hold of the next offload.
+    hold: Duration,
+    /// Inline starts and slow polls, this epoch and the last.
+    tally: Tally,
+}
+
+impl<K> Default for Placement<K> {
+    fn default() -> Self {
+        Self {
+            state: State::Untried,
+            hold: FIRST_HOLD,
+            tally: Tally::default(),
+        }
+    }
+}
+
+/// Starts and strikes of an inline resource over two epochs (a sliding window, cheaply).
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    epoch: Duration,
+    starts: u32,
+    strikes: u32,
+    last_starts: u32,
+    last_strikes: u32,
+}
+
+impl Tally {
+    fn roll(&mut self, now: Duration) {
+        if now < self.epoch + EPOCH {
+            return;
+        }
+        let next = now < self.epoch + EPOCH * 2;
+        self.last_starts = if next { self.starts } else { 0 };
+        self.last_strikes = if next { self.strikes } else { 0 };
+        self.starts = 0;
+        self.strikes = 0;
+        self.epoch = now;
+    }
+
+    fn start(&mut self, now: Duration) {
+        self.roll(now);
+        self.starts = self.starts.saturating_add(1);
+    }
+
+    /// Counts a strike; true when strikes exceed one in [`STRIKE_RATIO`] starts.
+    fn strike(&mut self, now: Duration) -> bool {
+        self.roll(now);
+        self.strikes = self.strikes.saturating_add(1);
+        let strikes = self.strikes.saturating_add(self.last_strikes);
+        let starts = self.starts.saturating_add(self.last_starts);
+        u64::from(strikes) * u64::from(STRIKE_RATIO) > u64::from(starts)
+    }
+}
+
+impl<K: Copy + PartialEq> Placement<K> {
+    /// Where job `key`, granted at `now`, runs.
+    pub(crate) fn place(&mut self, key: K, now: Duration) -> Place {
+        match self.state {
+            State::Inline => {
+                self.tally.start(now);
+                Place::Inline
+            }
+            State::Probing { .. } => Place::Threads,
+            State::Offloaded { until } if now < until => Place::Threads,
+            State::Untried | State::Offloaded { .. } => {
+                self.state = State::Probing { probe: key };
+                Place::Inline
+            }
+        }
+    }
+
+    /// A job of this resource polled longer than the limit on the supervisor's thread.
+    pub(crate) fn slow(&mut self, now: Duration) {
+        let hold = match self.state {
+            // A probe failed: wait longer before the next one.
+            State::Probing { .. } => {
+                self.hold = (self.hold * 2).min(LONGEST_HOLD);
+                self.hold
+            }
+            State::Inline if !self.tally.strike(now) => return,
+            State::Inline | State::Untried => self.hold,
+            // A job started inline before the offload: the hold runs from this poll.
+            State::Offloaded { .. } => self.hold,
+        };
+        self.state = State::Offloaded { until: now + hold };
+    }
+
+    /// Job `key` of this resource ended; a probe that ends without a slow poll brings the
+    /// resource inline.
+    pub(crate) fn ended(&mut self, key: K) {
+        if self.state == (State::Probing { probe: key }) {
+            self.state = State::Inline;
+            self.hold = FIRST_HOLD;
+            self.tally = Tally::default();
+        }
+    }
+
+    /// The job this resource waits on to decide, if one runs.
+    pub(crate) fn probe(&self) -> Option<K> {
+        match self.state {
+            State::Probing { probe } => Some(probe),
+            _ => None,
+        }
+    }
+}
+
+/// Every resource's placement, for the supervisor.
+#[derive(Debug)]
+pub(crate) struct Placements {
+    mode: Mode,
+    /// Indexed by the core's resource index.
+    by_resource: Vec<Placement>,
+    /// Probes running, with their resource's index (a stale one is dropped at its end).
+    probes: Vec<(JobKey, usize)>,
+    /// The last batch of slow polls, kept empty between batches for its capacity.
+    slow: Vec<JobKey>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// No body threads: every body runs on the supervisor's thread.
+    AllInline,
+    /// `inline_poll_limit = 0s`: every body runs on a body thread.
+    AllThreads,
+    /// See the module docs.
+    Auto,
+}
+
+impl Placements {
+    /// Placements for a supervisor with (or without) body threads and `limit` as its
+    /// `runtime.inline_poll_limit`.
+    pub(crate) fn new(body_threads: bool, limit: Duration) -> Self {
+        let mode = match (body_threads, limit.is_zero()) {
+            (false, _) => Mode::AllInline,
+            (true, true) => Mode::AllThreads,
+            (true, false) => Mode::Auto,
+        };
+        Self {
+            mode,
+            by_resource: Vec::new(),
+            probes: Vec::new(),
+            slow: Vec::new(),
+        }
+    }
+
+    /// Whether polls on the supervisor's thread must be timed.
+    pub(crate) fn times_polls(&self) -> bool {
+        self.mode == Mode::Auto
+    }
+
+    /// Where job `key` of the resource with index `resource`, granted at `now`, runs.
+    pub(crate) fn place(&mut self, resource: usize, key: JobKey, now: Duration) -> Place {
+        match self.mode {
+            Mode::AllInline => return Place::Inline,
+            Mode::AllThreads => return Place::Threads,
+            Mode::Auto => {}
+        }
+        if self.by_resource.len() <= resource {
+            self.by_resource.resize_with(resource + 1, Placement::default);
+        }
+        let placement = &mut self.by_resource[resource];
+        let place = placement.place(key, now);
+        if placement.probe() == Some(key) && place == Place::Inline {
+            self.probes.push((key, resource));
+        }
+        place
+    }
+
+    /// Job `key` ended (called for every job; cheap while no probe runs).
+    pub(crate) fn ended(&mut self, key: JobKey) {
+        if let Some(i) = self.probes.iter().position(|(k, _)| *k == key) {
+            let (_, resource) = self.probes.swap_remove(i);
+            self.by_resource[resource].ended(key);
+        }
+    }
+
+    /// Takes in the slow polls on this thread since the last call, at `now`; `resource_of`
+    /// gives a live job's resource index.
+    pub(crate) fn take_slow(
+        &mut self,
+        now: impl FnOnce() -> Duration,
+        resource_of: impl Fn(JobKey) -> Option<usize>,
+    ) {
+        if self.mode != Mode::Auto {
+            return;
+        }
+        take_slow(&mut self.slow);
+        if self.slow.is_empty() {
+            return;
+        }
+        let now = now();
+        for key in self.slow.drain(..) {
+            let Some(resource) = resource_of(key) else {
+                continue;
+            };
+            if let Some(placement) = self.by_resource.get_mut(resource) {
+                let was_offloaded = matches!(placement.state, State::Offloaded { .. });
+                placement.slow(now);
+                if !was_offloaded {
+                    tracing::debug!(
+                        job = key.id().0,
+                        resource,
+                        "a body polled too long on the supervisor's thread; its resource's bodies move to body threads"
+                    );
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The poll limit on this thread when it is a supervisor's with body threads (else
+    /// polls here are not timed).
+    static LIMIT: Cell<Option<Duration>> = const { Cell::new(None) };
+    /// Keys of jobs whose poll here took longer than the limit, for the supervisor.
+    static SLOW: RefCell<Vec<JobKey>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Times the polls of bodies on the current thread against `limit` (the supervisor calls
+/// this on its own thread when it has body threads to move slow bodies to).
+pub(crate) fn time_polls_here(limit: Duration) {
+    LIMIT.with(|l| l.set(Some(limit)));
+}
+
+/// Runs one poll of job `key`'s body; on a thread that times polls, reports it if it took
+/// longer than the limit. Elsewhere this costs one thread-local read.
+pub(crate) fn timed_poll<R>(key: Option<JobKey>, poll: impl FnOnce() -> R) -> R {
+    let Some(limit) = LIMIT.with(Cell::get) else {
+        return poll();
+    };
+    let started = Instant::now();
+    let result = poll();
+    if started.elapsed() > limit {
+        if let Some(key) = key {
+            SLOW.with(|s| s.borrow_mut().push(key));
+        }
+    }
+    result
+}
+
+/// Moves the keys of this thread's slow polls since the last call into `into`.
+///
+/// Several runtimes on one thread share the list, so one may see another's keys; a key
+/// that names a live job of its own only moves that job's resource to body threads for a
+/// while, which costs speed, never a guarantee.
+pub(crate) fn take_slow(into: &mut Vec<JobKey>) {
+    SLOW.with(|s| into.append(&mut s.borrow_mut()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jobs are named by plain numbers here.
+    fn key(i: u64) -> u64 {
+        i
+    }
+
+    fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn the_first_job_probes_while_the_others_wait_on_threads() {
+        let mut p = Placement::<u64>::default();
+        assert_eq!(p.place(key(1), s(0)), Place::Inline);
+        assert_eq!(p.probe(), Some(key(1)));
+        assert_eq!(p.place(key(2), s(0)), Place::Threads);
+        p.ended(key(2));
+        assert_eq!(p.place(key(3), s(0)), Place::Threads, "only the probe decides");
+        p.ended(key(1));
+        assert_eq!(p.probe(), None);
+        assert_eq!(p.place(key(4), s(0)), Place::Inline);
+        assert_eq!(p.place(key(5), s(0)), Place::Inline);
+    }
+
+    /// A resource brought inline by a good probe.
+    fn inline() -> Placement<u64> {
+        let mut p = Placement::<u64>::default();
+        p.place(key(0), s(0));
+        p.ended(key(0));
+        p
+    }
+
+    #[test]
+    fn an_inline_resource_shrugs_off_a_rare_slow_poll_but_not_a_run_of_them() {
+        let mut p = inline();
+        let now = s(5);
+        for i in 1..=300 {
+            assert_eq!(p.place(key(i), now), Place::Inline);
+        }
+        p.slow(now);
+        p.slow(now);
+        assert_eq!(p.place(key(301), now), Place::Inline, "2 in 301: preempted, say");
+        p.slow(now);
+        p.slow(now);
+        assert_eq!(p.place(key(302), now), Place::Threads, "4 in 301: it computes");
+    }
+
+    #[test]
+    fn strikes_count_against_the_last_two_epochs_only() {
+        let mut p = inline();
+        for i in 1..=200 {
+            p.place(key(i), s(5));
+        }
+        p.slow(s(5));
+        p.slow(s(5) + EPOCH);
+        assert_eq!(p.place(key(201), s(5) + EPOCH), Place::Inline, "2 in 201");
+        // Two epochs on, the 200 starts have aged out: two strikes in one start.
+        p.place(key(202), s(5) + EPOCH * 3);
+        p.slow(s(5) + EPOCH * 3);
+        p.slow(s(5) + EPOCH * 3);
+        assert_eq!(p.place(key(203), s(5) + EPOCH * 3), Place::Threads);
+    }
+
+    #[test]
+    fn a_slow_poll_of_a_long_idle_inline_resource_offloads_it() {
+        let mut p = inline();
+        p.slow(s(10));
+        assert_eq!(p.place(key(1), s(10)), Place::Threads);
+    }
+
+    #[test]
+    fn a_slow_poll_offloads_until_the_hold_ends_then_one_job_probes() {
+        let mut p = inline();
+        p.slow(s(10));
+        assert_eq!(p.place(key(2), s(10)), Place::Threads);
+        assert_eq!(
+            p.place(key(3), s(10) + FIRST_HOLD - Duration::from_nanos(1)),
+            Place::Threads
+        );
+        assert_eq!(p.place(key(4), s(11)), Place::Inline, "the probe");
+        assert_eq!(p.place(key(5), s(11)), Place::Threads);
+        p.ended(key(4));
+        assert_eq!(p.place(key(6), s(11)), Place::Inline);
+    }
+
+    #[test]
+    fn failed_probes_double_the_hold_up_to_the_longest_and_a_good_one_resets_it() {
+        let mut p = Placement::<u64>::default();
+        let mut now = s(0);
+        let mut holds = Vec::new();
+        for i in 0..10 {
+            assert_eq!(p.place(key(i), now), Place::Inline, "probe {i}");
+            p.slow(now);
+            let State::Offloaded { until } = p.state else {
+                panic!("offloaded after a slow probe")
+            };
+            holds.push(until - now);
+            now = until;
+        }
+        assert_eq!(&holds[..4], &[s(2), s(4), s(8), s(16)]);
+        assert_eq!(holds[9], LONGEST_HOLD);
+        assert_eq!(p.place(key(20), now), Place::Inline);
+        p.ended(key(20));
+        p.slow(now);
+        assert_eq!(
+            p.state,
+            State::Offloaded {
+                until: now + FIRST_HOLD
+            }
+        );
+    }
+
+    #[test]
+    fn polls_are_timed_only_where_asked_and_reported_by_key() {
+        let spin = |d: Duration| {
+            let end = Instant::now() + d;
+            while Instant::now() < end {}
+        };
+        let mut core = weir::Scheduler::<()>::new(weir::Config::default());
+        let mut job = || core.submit(weir::JobSpec::new("t", "r"), (), Duration::ZERO);
+        let (a, b, c) = (job(), job(), job());
+        std::thread::spawn(move || {
+            let mut slow = Vec::new();
+            timed_poll(Some(a), || spin(Duration::from_millis(2)));
+            take_slow(&mut slow);
+            assert!(slow.is_empty(), "not timed before time_polls_here");
+            time_polls_here(Duration::from_millis(1));
+            timed_poll(Some(b), || ());
+            timed_poll(Some(c), || spin(Duration::from_millis(2)));
+            take_slow(&mut slow);
+            assert_eq!(slow, vec![c]);
+            take_slow(&mut slow);
+            assert_eq!(slow.len(), 1, "taken once");
+        })
+        .join()
+        .unwrap();
+    }
+}
