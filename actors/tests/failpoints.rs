@@ -99,7 +99,10 @@ fn a_worker_that_dies_is_restarted_and_its_job_ends() {
     // The first job a worker receives kills it.
     fail::cfg("weir::worker::run", "1*return").unwrap();
     actix_rt::System::new().block_on(async {
-        let runtime = Runtime::start(config(1, 1)).unwrap();
+        // Every body on the body thread: none runs on the supervisor's thread as a probe.
+        let mut cfg = config(1, 1);
+        cfg.runtime.inline_poll_limit = Duration::ZERO;
+        let runtime = Runtime::start(cfg).unwrap();
         let store = Downstream::new(1);
         let first = queries(&runtime, &store, 1, 1).pop().unwrap().await;
         assert!(
