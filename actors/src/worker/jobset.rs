@@ -1,8 +1,8 @@
 //! Where started jobs run: one long-lived task per thread polls every job body started on
 //! that thread. On a body thread (`runtime.worker_threads > 0`) that task also takes the
 //! thread's share of the granted jobs from the shared [`BodyQueue`] whenever it runs out
-//! of ready work; with no body threads, the supervisor's thread runs them through
-//! [`spawn`].
+//! of ready work. The supervisor's thread runs the bodies placed there (all of them when
+//! there are no body threads; see `placement.rs`) through [`spawn`].
 //!
 //! # Why not one tokio task per job
 //!
