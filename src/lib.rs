@@ -60,8 +60,8 @@ pub use config::resilience::{
     BreakerConfig, CallBudgetConfig, JitterConfig, RateLimitConfig, RetryConfig, StaggerConfig,
 };
 pub use config::{
-    AdaptiveAlgorithm, AdaptiveConfig, BackendConfig, BackendKind, Change, Changes, CoalesceConfig, Config,
-    ConfigError, FailurePolicy, IntervalStep, IntervalTable, QuotaConfig, QuotaScope, ResourceConfig,
+    AdaptiveAlgorithm, AdaptiveConfig, BackendConfig, BackendKind, Bodies, Change, Changes, CoalesceConfig,
+    Config, ConfigError, FailurePolicy, IntervalStep, IntervalTable, QuotaConfig, QuotaScope, ResourceConfig,
     ResourceSettings, RuntimeConfig, SchedulerConfig, SharedFailure, TenantConfig, WindowConfig,
     DEFAULT_TOML,
 };

@@ -101,6 +101,22 @@ fn zero_and_negative_caps_name_the_field_and_the_range() {
         "between 0 and 1024",
         "5000",
     );
+    assert_invalid(
+        from_file("[runtime]\ninline_poll_limit = \"2s\"\n"),
+        "runtime.inline_poll_limit",
+        "between 0s and 1s",
+        "2s",
+    );
+    match from_file("[resources.store]\nbodies = \"elsewhere\"\n") {
+        Err(ConfigError::Parse(e)) => assert!(
+            e.starts_with("resources.store.bodies: unknown variant `elsewhere`")
+                && e.contains("`auto`, `inline`, `threads`"),
+            "{e}"
+        ),
+        other => panic!("expected a parse error naming resources.store.bodies, got {other:?}"),
+    }
+    let config = from_file("[resources.store]\nbodies = \"threads\"\n").expect("valid");
+    assert_eq!(config.resources["store"].bodies, weir::Bodies::Threads);
 }
 
 #[test]

@@ -228,6 +228,7 @@ pub fn for_path(path: &str) -> Option<String> {
         "scheduler.quantum" => whole(QUANTUM),
         "runtime.worker_threads" => whole(WORKER_THREADS),
         "runtime.inline_poll_limit" => duration(INLINE_POLL_LIMIT, "50us"),
+        "resources.*.bodies" => "\"auto\", \"inline\" or \"threads\"".into(),
         "runtime.own_thread" | "resources.*.call_budget.include_children" => "true or false".into(),
         "tenants.*.weight" => whole(WEIGHT),
         "metrics.tenant_labels" => whole(TENANT_LABELS),
@@ -373,6 +374,7 @@ mod tests {
                     initial: Some(1),
                     ..AdaptiveConfig::default()
                 }),
+                bodies: crate::Bodies::Threads,
             },
         );
         cfg.tenants.insert("acme".into(), TenantConfig::default());

@@ -42,7 +42,7 @@ pub use metrics::MetricsConfig;
 pub use quota::{QuotaConfig, QuotaScope, WindowConfig};
 pub use range::{Count, Real, Span};
 pub use resources::{ResourceConfig, ResourceSettings};
-pub use runtime::RuntimeConfig;
+pub use runtime::{Bodies, RuntimeConfig};
 pub use scheduler::SchedulerConfig;
 pub use shared::SharedFailure;
 pub use tenants::TenantConfig;
@@ -103,6 +103,13 @@ impl Config {
             r.validate(name, |n| self.resources.contains_key(n))?;
             if let Some(adaptive) = &r.adaptive {
                 adaptive.validate(name, self.resource(name).max_concurrent)?;
+            }
+            if r.bodies == Bodies::Threads && self.runtime.worker_threads == Some(0) {
+                return Err(ConfigError::invalid(
+                    format!("resources.{name}.bodies"),
+                    "\"auto\" or \"inline\" while runtime.worker_threads = 0 (no body threads)",
+                    "\"threads\"",
+                ));
             }
         }
         quota::validate(&self.quotas)?;

@@ -10,6 +10,7 @@ use super::allowed::{MAX_CONCURRENT, SLOT_LEASE_TIMEOUT, SLOT_WAIT_TIMEOUT};
 use super::resilience::{
     self, BreakerConfig, CallBudgetConfig, JitterConfig, RateLimitConfig, RetryConfig, StaggerConfig,
 };
+use super::runtime::Bodies;
 use super::ConfigError;
 
 /// Overrides for one resource; unset fields take the scheduler defaults.
@@ -40,6 +41,8 @@ pub struct ResourceConfig {
     pub call_budget: Option<CallBudgetConfig>,
     /// A limit that follows the downstream, with `max_concurrent` as its ceiling.
     pub adaptive: Option<AdaptiveConfig>,
+    /// Which thread runs this resource's bodies (default `"auto"`).
+    pub bodies: Bodies,
 }
 
 /// The effective settings of one resource, after defaults are applied.

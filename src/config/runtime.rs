@@ -7,6 +7,22 @@ use serde::{Deserialize, Serialize};
 use super::allowed::{INLINE_POLL_LIMIT, WORKER_THREADS};
 use super::ConfigError;
 
+/// Where a resource's job bodies run (`resources.NAME.bodies`) when the runtime has body
+/// threads (with `runtime.worker_threads = 0` every body runs on the supervisor's thread).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bodies {
+    /// On the supervisor's thread while their polls there stay under
+    /// `runtime.inline_poll_limit`, else on body threads (the default).
+    #[default]
+    Auto,
+    /// Always on the supervisor's thread: no hand-off, and a poll that computes delays every
+    /// grant while it runs.
+    Inline,
+    /// Always on body threads: a body never runs on the supervisor's thread.
+    Threads,
+}
+
 /// Threads of the actor runtime.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

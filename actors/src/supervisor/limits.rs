@@ -60,6 +60,11 @@ impl Handler<Reconfigure> for Supervisor {
             let config = self.core.config();
             self.schedule = BatchSchedule::new(config.scheduler.org_batch_size, config.scheduler.batch_delay);
             self.any_budget = config.resources.values().any(|r| r.call_budget.is_some());
+            if changes.iter().any(|c| c.field.ends_with(".bodies")) {
+                // A resource's `bodies` changed: placement starts over from each
+                // resource's setting (what `"auto"` learnt is forgotten too).
+                self.placements.reset();
+            }
             self.publish_config();
         }
         self.drive(ctx);

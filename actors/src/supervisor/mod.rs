@@ -286,7 +286,15 @@ impl Supervisor {
             return;
         }
         let place = match self.core.resource_index_of(key) {
-            Some(resource) => self.placements.place(resource, key, now),
+            Some(index) => {
+                let core = &self.core;
+                let bodies = || {
+                    core.resource_of(key)
+                        .and_then(|r| core.config().resources.get(r.as_str()))
+                        .map_or_else(Default::default, |r| r.bodies)
+                };
+                self.placements.place(index, key, now, bodies)
+            }
             None => crate::worker::Place::Threads,
         };
         self.workers.dispatch(run, place);

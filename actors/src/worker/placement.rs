@@ -31,11 +31,16 @@
 //!
 //! A job stays where it started (its future is not `Send`); a job already running on the
 //! supervisor's thread when its resource is offloaded finishes there.
+//!
+//! A resource's `bodies` setting overrides all this: `"inline"` always runs its bodies on
+//! the supervisor's thread, `"threads"` never (for bodies known to compute, or to keep
+//! computing for a long life: those would otherwise stay where their probe started).
+//! `runtime.inline_poll_limit = "0s"` sends every `"auto"` resource to body threads.
 
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
-use weir::JobKey;
+use weir::{Bodies, JobKey};
 
 /// How long a resource stays offloaded after its first slow poll.
 pub(crate) const FIRST_HOLD: Duration = Duration::from_secs(1);
@@ -178,8 +183,8 @@ impl<K: Copy + PartialEq> Placement<K> {
 #[derive(Debug)]
 pub(crate) struct Placements {
     mode: Mode,
-    /// Indexed by the core's resource index.
-    by_resource: Vec<Placement>,
+    /// Indexed by the core's resource index, with the resource's `bodies` setting.
+    by_resource: Vec<Option<(Bodies, Placement)>>,
     /// Probes running, with their resource's index (a stale one is dropped at its end).
     probes: Vec<(JobKey, usize)>,
     /// The last batch of slow polls, kept empty between batches for its capacity.
@@ -218,17 +223,35 @@ impl Placements {
         self.mode == Mode::Auto
     }
 
-    /// Where job `key` of the resource with index `resource`, granted at `now`, runs.
-    pub(crate) fn place(&mut self, resource: usize, key: JobKey, now: Duration) -> Place {
-        match self.mode {
-            Mode::AllInline => return Place::Inline,
-            Mode::AllThreads => return Place::Threads,
-            Mode::Auto => {}
+    /// Forgets what was learnt and each resource's setting (a new configuration): every
+    /// resource starts over with a probe.
+    pub(crate) fn reset(&mut self) {
+        self.by_resource.clear();
+        self.probes.clear();
+    }
+
+    /// Where job `key` of the resource with index `resource`, granted at `now`, runs;
+    /// `bodies` gives the resource's setting the first time it is seen.
+    pub(crate) fn place(
+        &mut self,
+        resource: usize,
+        key: JobKey,
+        now: Duration,
+        bodies: impl FnOnce() -> Bodies,
+    ) -> Place {
+        if self.mode == Mode::AllInline {
+            return Place::Inline;
         }
         if self.by_resource.len() <= resource {
-            self.by_resource.resize_with(resource + 1, Placement::default);
+            self.by_resource.resize_with(resource + 1, || None);
         }
-        let placement = &mut self.by_resource[resource];
+        let (bodies, placement) =
+            self.by_resource[resource].get_or_insert_with(|| (bodies(), Placement::default()));
+        match (*bodies, self.mode) {
+            (Bodies::Inline, _) => return Place::Inline,
+            (Bodies::Threads, _) | (Bodies::Auto, Mode::AllThreads) => return Place::Threads,
+            (Bodies::Auto, _) => {}
+        }
         let place = placement.place(key, now);
         if placement.probe() == Some(key) && place == Place::Inline {
             self.probes.push((key, resource));
@@ -240,7 +263,9 @@ impl Placements {
     pub(crate) fn ended(&mut self, key: JobKey) {
         if let Some(i) = self.probes.iter().position(|(k, _)| *k == key) {
             let (_, resource) = self.probes.swap_remove(i);
-            self.by_resource[resource].ended(key);
+            if let Some(Some((_, placement))) = self.by_resource.get_mut(resource) {
+                placement.ended(key);
+            }
         }
     }
 
@@ -263,7 +288,7 @@ impl Placements {
             let Some(resource) = resource_of(key) else {
                 continue;
             };
-            if let Some(placement) = self.by_resource.get_mut(resource) {
+            if let Some(Some((Bodies::Auto, placement))) = self.by_resource.get_mut(resource) {
                 let was_offloaded = matches!(placement.state, State::Offloaded { .. });
                 placement.slow(now);
                 if !was_offloaded {
