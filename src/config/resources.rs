@@ -41,7 +41,8 @@ pub struct ResourceConfig {
     pub call_budget: Option<CallBudgetConfig>,
     /// A limit that follows the downstream, with `max_concurrent` as its ceiling.
     pub adaptive: Option<AdaptiveConfig>,
-    /// Which thread runs this resource's bodies (default `"auto"`).
+    /// Which thread runs this resource's bodies (default `"auto"`, left out when written).
+    #[serde(skip_serializing_if = "Bodies::is_auto")]
     pub bodies: Bodies,
 }
 

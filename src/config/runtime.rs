@@ -23,6 +23,13 @@ pub enum Bodies {
     Threads,
 }
 
+impl Bodies {
+    /// Whether this is the default, `"auto"`.
+    pub fn is_auto(&self) -> bool {
+        *self == Bodies::Auto
+    }
+}
+
 /// Threads of the actor runtime.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
