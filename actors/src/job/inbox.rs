@@ -274,6 +274,20 @@ mod loom_models {
             .collect()
     }
 
+    /// The supervisor handles one `Drain` message, if one is on its way (`drains` counts
+    /// those sent and not yet handled): it takes the inbox and keeps what it took. False
+    /// when none was on its way.
+    fn handle_drain(inbox: &Inbox, drains: &AtomicUsize, taken: &mut Vec<u64>) -> bool {
+        if drains.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        drains.fetch_sub(1, Ordering::SeqCst);
+        let mut batch = Vec::new();
+        inbox.take(&mut batch);
+        taken.extend(costs(&batch));
+        true
+    }
+
     /// Two producers append while the supervisor handles the drains they asked for: every
     /// item is taken exactly once, by a drain some append promised (none is left behind
     /// with no drain on its way: no lost wake-up), and each producer's items in order.
@@ -299,23 +313,13 @@ mod loom_models {
                 })
                 .collect();
             let mut taken = Vec::new();
-            let handle_drain = |taken: &mut Vec<u64>| {
-                if drains.load(Ordering::SeqCst) > 0 {
-                    drains.fetch_sub(1, Ordering::SeqCst);
-                    let mut batch = Vec::new();
-                    inbox.take(&mut batch);
-                    taken.extend(costs(&batch));
-                }
-            };
             // The supervisor handles a drain while the producers run...
-            handle_drain(&mut taken);
+            handle_drain(&inbox, &drains, &mut taken);
             for p in producers {
                 p.join().unwrap();
             }
             // ...and every drain still on its way after they stopped.
-            while drains.load(Ordering::SeqCst) > 0 {
-                handle_drain(&mut taken);
-            }
+            while handle_drain(&inbox, &drains, &mut taken) {}
             let mut sorted = taken.clone();
             sorted.sort_unstable();
             assert_eq!(sorted, [0, 1, 10, 11], "every item taken once: {taken:?}");
@@ -349,23 +353,15 @@ mod loom_models {
                 })
             };
             let mut taken = Vec::new();
-            let handle_drains = |taken: &mut Vec<u64>| {
-                while drains.load(Ordering::SeqCst) > 0 {
-                    drains.fetch_sub(1, Ordering::SeqCst);
-                    let mut batch = Vec::new();
-                    inbox.take(&mut batch);
-                    taken.extend(costs(&batch));
-                }
-            };
             submitter.join().unwrap();
-            handle_drains(&mut taken);
+            while handle_drain(&inbox, &drains, &mut taken) {}
             assert!(taken.contains(&2), "the submitter's item before the pass ends");
             let owes = worker.join().unwrap();
             // The pass ends.
             if owes && inbox.settle_owed() {
                 drains.fetch_add(1, Ordering::SeqCst);
             }
-            handle_drains(&mut taken);
+            while handle_drain(&inbox, &drains, &mut taken) {}
             taken.sort_unstable();
             assert_eq!(taken, [1, 2], "every item taken once");
         });
