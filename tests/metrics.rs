@@ -111,3 +111,46 @@ fn exported_counts_equal_the_outcomes_the_handles_saw() {
         runtime.shutdown(Duration::from_secs(1)).await;
     });
 }
+
+/// `weir_bodies_on_body_threads` says where each resource's bodies run: 1 for a resource
+/// whose body computed past `runtime.inline_poll_limit` on the supervisor's thread, 0 for
+/// one whose bodies are brief. The runtime starts inside this thread's actix system (a
+/// running clock, so it has a body thread), and so publishes to this thread's recorder.
+#[test]
+fn the_placement_gauge_shows_which_resources_left_the_supervisors_thread() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    actix_rt::System::new().block_on(async {
+        let mut config = Config::default();
+        config.runtime.worker_threads = Some(1);
+        config.runtime.inline_poll_limit = Duration::from_millis(50);
+        let runtime = Runtime::start(config).unwrap();
+        let run = |resource: &'static str, compute: Duration| {
+            runtime
+                .submit(JobSpec::new("t", resource), move |_ctx| async move {
+                    let end = std::time::Instant::now() + compute;
+                    while std::time::Instant::now() < end {
+                        std::hint::spin_loop();
+                    }
+                    Ok::<_, JobError>(())
+                })
+                .unwrap()
+        };
+        assert!(run("quick", Duration::ZERO).await.is_completed());
+        assert!(run("compute", Duration::from_millis(150)).await.is_completed());
+        runtime.stats().await;
+        let text = handle.render();
+        assert_eq!(
+            value(&text, r#"weir_bodies_on_body_threads{resource="compute"}"#),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            value(&text, r#"weir_bodies_on_body_threads{resource="quick"}"#),
+            Some(0.0),
+            "{text}"
+        );
+        runtime.shutdown(Duration::from_secs(5)).await;
+    });
+}

@@ -180,6 +180,13 @@ impl Metrics {
         self.refusals.insert(limit.clone(), c);
     }
 
+    /// Where `resource`'s bodies run now: on body threads (1), or on the supervisor's
+    /// thread (0).
+    pub(crate) fn bodies_on_threads(&self, resource: &ResourceId, threads: bool) {
+        let value = if threads { 1.0 } else { 0.0 };
+        gauge!("weir_bodies_on_body_threads", "resource" => resource.to_string()).set(value);
+    }
+
     /// True when the snapshot-derived series are due for their periodic publish.
     pub(crate) fn due(&self, now: Duration) -> bool {
         self.published_at

@@ -385,6 +385,11 @@ impl<T> Scheduler<T> {
         self.live(key).map(|e| e.resource as usize)
     }
 
+    /// The resource with the index [`Scheduler::resource_index_of`] gives.
+    pub fn resource_at(&self, index: usize) -> Option<&ResourceId> {
+        self.resources.get(index).map(|r| &r.name)
+    }
+
     /// The tenant of a live job.
     pub fn tenant_of(&self, key: JobKey) -> Option<&TenantId> {
         self.live(key).map(|e| &e.tenant)

@@ -241,6 +241,11 @@ impl Supervisor {
         }
         self.metrics
             .publish(&snap, self.core.quota_admissions(), &backends);
+        for (index, threads) in self.placements.on_threads(now) {
+            if let Some(resource) = self.core.resource_at(index) {
+                self.metrics.bodies_on_threads(resource, threads);
+            }
+        }
         snap
     }
 

@@ -170,6 +170,16 @@ impl<K: Copy + PartialEq> Placement<K> {
         }
     }
 
+    /// Whether the resource's next bodies go to body threads at `now` (while a probe runs,
+    /// all but the probe do).
+    pub(crate) fn on_threads(&self, now: Duration) -> bool {
+        match self.state {
+            State::Probing { .. } => true,
+            State::Offloaded { until } => now < until,
+            State::Untried | State::Inline => false,
+        }
+    }
+
     /// The job this resource waits on to decide, if one runs.
     pub(crate) fn probe(&self) -> Option<K> {
         match self.state {
@@ -257,6 +267,25 @@ impl Placements {
             self.probes.push((key, resource));
         }
         place
+    }
+
+    /// For each resource seen so far (by index), whether its bodies go to body threads at
+    /// `now`; nothing without body threads.
+    pub(crate) fn on_threads(&self, now: Duration) -> impl Iterator<Item = (usize, bool)> + '_ {
+        let mode = self.mode;
+        self.by_resource
+            .iter()
+            .enumerate()
+            .filter(move |_| mode != Mode::AllInline)
+            .filter_map(move |(i, entry)| {
+                let (bodies, placement) = entry.as_ref()?;
+                let threads = match (*bodies, mode) {
+                    (Bodies::Inline, _) => false,
+                    (Bodies::Threads, _) | (Bodies::Auto, Mode::AllThreads) => true,
+                    (Bodies::Auto, _) => placement.on_threads(now),
+                };
+                Some((i, threads))
+            })
     }
 
     /// Job `key` ended (called for every job; cheap while no probe runs).
@@ -418,7 +447,10 @@ mod tests {
     #[test]
     fn a_slow_poll_offloads_until_the_hold_ends_then_one_job_probes() {
         let mut p = inline();
+        assert!(!p.on_threads(s(10)));
         p.slow(s(10));
+        assert!(p.on_threads(s(10)));
+        assert!(!p.on_threads(s(10) + FIRST_HOLD), "the next job probes inline");
         assert_eq!(p.place(key(2), s(10)), Place::Threads);
         assert_eq!(
             p.place(key(3), s(10) + FIRST_HOLD - Duration::from_nanos(1)),
