@@ -12,10 +12,13 @@ use common::{paused, Downstream};
 use weir::{Config, JobError, JobSpec, LeaseError, Outcome, StatsSnapshot};
 use weir_actors::{Runtime, SubmitError};
 
+/// `workers` body threads; with some, every body runs on them (none on the supervisor's
+/// thread, where brief bodies would otherwise run), so the tests cover that path.
 fn config(cap: u32, workers: u32) -> Config {
     let mut c = Config::default();
     c.scheduler.max_concurrent = cap;
     c.runtime.worker_threads = Some(workers);
+    c.runtime.inline_poll_limit = Duration::ZERO;
     c
 }
 

@@ -11,6 +11,9 @@ use weir_actors::Runtime;
 fn config(toml: &str) -> Config {
     let mut config = Config::from_toml_str(toml).unwrap();
     config.runtime.worker_threads = Some(2);
+    // Every body on the two body threads, as the module docs say (brief bodies would
+    // otherwise run on the supervisor's thread).
+    config.runtime.inline_poll_limit = Duration::ZERO;
     config.scheduler.max_concurrent = 50;
     config.scheduler.slot_wait_timeout = Duration::from_secs(60);
     config

@@ -21,6 +21,9 @@ fn config(cap: u32, workers: u32) -> Config {
     let mut c = Config::default();
     c.scheduler.max_concurrent = cap;
     c.runtime.worker_threads = Some(workers);
+    // With body threads, every body runs on them (none on the supervisor's thread as a
+    // probe), so a failpoint in the workers is reached.
+    c.runtime.inline_poll_limit = Duration::ZERO;
     c
 }
 
@@ -99,10 +102,7 @@ fn a_worker_that_dies_is_restarted_and_its_job_ends() {
     // The first job a worker receives kills it.
     fail::cfg("weir::worker::run", "1*return").unwrap();
     actix_rt::System::new().block_on(async {
-        // Every body on the body thread: none runs on the supervisor's thread as a probe.
-        let mut cfg = config(1, 1);
-        cfg.runtime.inline_poll_limit = Duration::ZERO;
-        let runtime = Runtime::start(cfg).unwrap();
+        let runtime = Runtime::start(config(1, 1)).unwrap();
         let store = Downstream::new(1);
         let first = queries(&runtime, &store, 1, 1).pop().unwrap().await;
         assert!(

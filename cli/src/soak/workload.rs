@@ -44,12 +44,16 @@ max_queued = 1000000
 max_concurrent = 64
 slot_lease_timeout = "30s"
 
+# Two resources run every body on body threads, the others where their polls say (all
+# brief here: on the supervisor's thread), so a soak covers both paths.
 [resources.store]
 max_concurrent = 32
 slot_lease_timeout = "500ms"
+bodies = "threads"
 
 [resources.flaky]
 max_concurrent = 4
+bodies = "threads"
 breaker = { error_rate = 0.5, window = "2s", min_calls = 10, cooldown = "1s", half_open_probes = 1, half_open_timeout = "1s" }
 retry = { max_attempts = 3, base = "20ms", cap = "200ms" }
 
