@@ -82,6 +82,18 @@ pub(crate) fn job_span(ctx: &JobContext) -> tracing::Span {
     )
 }
 
+/// Boxes a job's run, inside `span` when a subscriber records it.
+///
+/// Why not always `instrument`: with tracing off the span is disabled, yet `Instrumented`
+/// still enters and exits it on every poll (about 2 % of an empty job's CPU in `perf`).
+pub(crate) fn boxed_in_span(run: impl Future<Output = ()> + 'static, span: tracing::Span) -> JobFuture {
+    if span.is_disabled() {
+        Box::pin(run)
+    } else {
+        Box::pin(run.instrument(span))
+    }
+}
+
 /// Runs one attempt of a job body under its stop signal and returns its outcome.
 ///
 /// `fut` should call the body inside itself (`async move { body(ctx).await }`), so a
@@ -142,15 +154,15 @@ where
     fn start(self: Box<Self>, ctx: JobContext, stop: Arc<Stop>, slot: SlotReturn) -> JobFuture {
         let Typed { body, tx } = *self;
         let span = job_span(&ctx);
-        Box::pin(
+        boxed_in_span(
             async move {
                 let (outcome, kind) = run_attempt(async move { body(ctx).await }, &stop).await;
                 // The slot's report goes first: once a caller sees the outcome, a stats
                 // request it sends next finds the slot back (the mailbox is FIFO).
                 slot.finish(kind, is_overload(&outcome));
                 tx.send(outcome);
-            }
-            .instrument(span),
+            },
+            span,
         )
     }
 

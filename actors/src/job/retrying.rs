@@ -10,10 +10,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tracing::Instrument;
 use weir::{JobError, Outcome};
 
-use super::body::{job_span, run_attempt, ErasedBody, JobFuture, OutcomeTx};
+use super::body::{boxed_in_span, job_span, run_attempt, ErasedBody, JobFuture, OutcomeTx};
 use super::context::JobContext;
 use super::slot::SlotReturn;
 use super::stop::Stop;
@@ -39,7 +38,7 @@ where
 {
     fn start(self: Box<Self>, ctx: JobContext, stop: Arc<Stop>, slot: SlotReturn) -> JobFuture {
         let span = job_span(&ctx);
-        Box::pin(
+        boxed_in_span(
             async move {
                 let this = self;
                 let keep = ctx.clone();
@@ -55,8 +54,8 @@ where
                         this.tx.send(outcome);
                     }
                 }
-            }
-            .instrument(span),
+            },
+            span,
         )
     }
 
