@@ -205,10 +205,20 @@ pub(crate) struct Placements {
 enum Mode {
     /// No body threads: every body runs on the supervisor's thread.
     AllInline,
-    /// `inline_poll_limit = 0s`: every body runs on a body thread.
+    /// `inline_poll_limit = 0s`: every `"auto"` resource's bodies run on body threads.
     AllThreads,
     /// See the module docs.
     Auto,
+}
+
+/// Where a resource's bodies run whatever their polls show, when its `bodies` setting or
+/// the mode decides that; `None` when the poll times do.
+fn decided(bodies: Bodies, mode: Mode) -> Option<Place> {
+    match (bodies, mode) {
+        (_, Mode::AllInline) | (Bodies::Inline, _) => Some(Place::Inline),
+        (Bodies::Threads, _) | (Bodies::Auto, Mode::AllThreads) => Some(Place::Threads),
+        (Bodies::Auto, Mode::Auto) => None,
+    }
 }
 
 impl Placements {
@@ -257,10 +267,8 @@ impl Placements {
         }
         let (bodies, placement) =
             self.by_resource[resource].get_or_insert_with(|| (bodies(), Placement::default()));
-        match (*bodies, self.mode) {
-            (Bodies::Inline, _) => return Place::Inline,
-            (Bodies::Threads, _) | (Bodies::Auto, Mode::AllThreads) => return Place::Threads,
-            (Bodies::Auto, _) => {}
+        if let Some(place) = decided(*bodies, self.mode) {
+            return place;
         }
         let place = placement.place(key, now);
         if placement.probe() == Some(key) && place == Place::Inline {
@@ -270,22 +278,15 @@ impl Placements {
     }
 
     /// For each resource seen so far (by index), whether its bodies go to body threads at
-    /// `now`; nothing without body threads.
+    /// `now`; nothing without body threads (no resource is kept then).
     pub(crate) fn on_threads(&self, now: Duration) -> impl Iterator<Item = (usize, bool)> + '_ {
         let mode = self.mode;
-        self.by_resource
-            .iter()
-            .enumerate()
-            .filter(move |_| mode != Mode::AllInline)
-            .filter_map(move |(i, entry)| {
-                let (bodies, placement) = entry.as_ref()?;
-                let threads = match (*bodies, mode) {
-                    (Bodies::Inline, _) => false,
-                    (Bodies::Threads, _) | (Bodies::Auto, Mode::AllThreads) => true,
-                    (Bodies::Auto, _) => placement.on_threads(now),
-                };
-                Some((i, threads))
-            })
+        self.by_resource.iter().enumerate().filter_map(move |(i, entry)| {
+            let (bodies, placement) = entry.as_ref()?;
+            let threads = decided(*bodies, mode)
+                .map_or_else(|| placement.on_threads(now), |place| place == Place::Threads);
+            Some((i, threads))
+        })
     }
 
     /// Job `key` ended (called for every job; cheap while no probe runs).
