@@ -95,6 +95,7 @@ fn check_shared_urls(config: &Config) -> Result<(), StartError> {
     }
     Ok(())
 }
+
 /// The cores this process may use.
 fn cores() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
