@@ -196,11 +196,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::job::JobSpec;
+    use crate::scheduler::tests::{ms, poll};
     use crate::scheduler::timers::Timer;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
 
     /// One shared resource `r` with `cap` local slots.
     fn shared(cap: u32, lease: Duration) -> Scheduler<u32> {
@@ -210,12 +207,6 @@ mod tests {
         let mut s = Scheduler::new(config);
         s.require_global_lease(&"r".into());
         s
-    }
-
-    fn poll(s: &mut Scheduler<u32>, now: Duration) -> Vec<Event<u32>> {
-        let mut out = Vec::new();
-        s.poll(now, &mut out);
-        out
     }
 
     fn wanted(events: &[Event<u32>]) -> Vec<JobKey> {

@@ -286,10 +286,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::job::JobSpec;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
+    use crate::scheduler::tests::{ms, poll};
 
     /// `per_user`, 2 per minute, kept in Redis with `policy`.
     fn shared(policy: &str) -> Scheduler<u32> {
@@ -301,12 +298,6 @@ mod tests {
         let mut s = Scheduler::new(config);
         assert!(s.require_shared_quotas());
         s
-    }
-
-    fn poll(s: &mut Scheduler<u32>, now: Duration) -> Vec<Event<u32>> {
-        let mut out = Vec::new();
-        s.poll(now, &mut out);
-        out
     }
 
     fn wanted(events: &[Event<u32>]) -> Vec<JobKey> {

@@ -181,24 +181,10 @@ impl<T> Scheduler<T> {
 mod tests {
     use super::*;
     use crate::job::{JobSpec, OutcomeKind};
-    use crate::scheduler::{Event, JobKey};
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
+    use crate::scheduler::tests::{granted, ms};
 
     fn cfg(text: &str) -> Config {
         Config::from_toml_str(text).unwrap()
-    }
-
-    fn granted(events: &mut Vec<Event<u32>>) -> Vec<(JobKey, u32)> {
-        events
-            .drain(..)
-            .filter_map(|e| match e {
-                Event::Granted { key, payload, .. } => Some((key, payload)),
-                _ => None,
-            })
-            .collect()
     }
 
     /// Issue 17: lowering a cap through a whole new configuration preempts nothing, is

@@ -1,13 +1,22 @@
-//! Unit tests of the scheduler on virtual time.
+//! Unit tests of the scheduler on virtual time, and the helpers the other modules' tests
+//! share (`ms`, `poll`, `granted`).
 
 use super::*;
 use crate::job::{JobSpec, OutcomeKind, SkipReason};
 
-fn ms(n: u64) -> Duration {
+pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn granted(events: &mut Vec<Event<u32>>) -> Vec<(JobKey, u32)> {
+/// The events of one poll at `now`.
+pub(super) fn poll(s: &mut Scheduler<u32>, now: Duration) -> Vec<Event<u32>> {
+    let mut out = Vec::new();
+    s.poll(now, &mut out);
+    out
+}
+
+/// The grants among `events` (taken out), with their payloads.
+pub(super) fn granted(events: &mut Vec<Event<u32>>) -> Vec<(JobKey, u32)> {
     events
         .drain(..)
         .filter_map(|e| match e {
