@@ -175,8 +175,8 @@ impl<F: Future> Future for Stoppable<'_, F> {
         }
         // On the supervisor's thread a poll that takes too long moves the job's resource
         // to body threads (see `worker::placement`).
-        let key = self.stop.key();
-        crate::worker::timed_poll(key, || self.fut.as_mut().poll(cx)).map(Ok)
+        let stop = self.stop;
+        crate::worker::timed_poll(|| stop.key(), || self.fut.as_mut().poll(cx)).map(Ok)
     }
 }
 

@@ -290,18 +290,15 @@ impl Supervisor {
             drop(run);
             return;
         }
-        let place = match self.core.resource_index_of(key) {
-            Some(index) => {
-                let core = &self.core;
-                let bodies = || {
-                    core.resource_of(key)
-                        .and_then(|r| core.config().resources.get(r.as_str()))
-                        .map_or_else(Default::default, |r| r.bodies)
-                };
-                self.placements.place(index, key, now, bodies)
-            }
-            None => crate::worker::Place::Threads,
+        let core = &self.core;
+        let bodies = || {
+            core.resource_of(key)
+                .and_then(|r| core.config().resources.get(r.as_str()))
+                .map_or_else(Default::default, |r| r.bodies)
         };
+        let place = self
+            .placements
+            .place(key, now, || core.resource_index_of(key), bodies);
         self.workers.dispatch(run, place);
     }
 }

@@ -250,18 +250,22 @@ impl Placements {
         self.probes.clear();
     }
 
-    /// Where job `key` of the resource with index `resource`, granted at `now`, runs;
-    /// `bodies` gives the resource's setting the first time it is seen.
+    /// Where job `key`, granted at `now`, runs. `resource` gives its resource's index
+    /// (asked only when there are body threads; a job the core no longer knows goes to body
+    /// threads), and `bodies` the resource's setting the first time it is seen.
     pub(crate) fn place(
         &mut self,
-        resource: usize,
         key: JobKey,
         now: Duration,
+        resource: impl FnOnce() -> Option<usize>,
         bodies: impl FnOnce() -> Bodies,
     ) -> Place {
         if self.mode == Mode::AllInline {
             return Place::Inline;
         }
+        let Some(resource) = resource() else {
+            return Place::Threads;
+        };
         if self.by_resource.len() <= resource {
             self.by_resource.resize_with(resource + 1, || None);
         }
@@ -347,16 +351,17 @@ pub(crate) fn time_polls_here(limit: Duration) {
     LIMIT.with(|l| l.set(Some(limit)));
 }
 
-/// Runs one poll of job `key`'s body; on a thread that times polls, reports it if it took
-/// longer than the limit. Elsewhere this costs one thread-local read.
-pub(crate) fn timed_poll<R>(key: Option<JobKey>, poll: impl FnOnce() -> R) -> R {
+/// Runs one poll of a job's body; on a thread that times polls, reports the job (its key
+/// from `key`, asked only then) if the poll took longer than the limit. Elsewhere this
+/// costs one thread-local read.
+pub(crate) fn timed_poll<R>(key: impl FnOnce() -> Option<JobKey>, poll: impl FnOnce() -> R) -> R {
     let Some(limit) = LIMIT.with(Cell::get) else {
         return poll();
     };
     let started = Instant::now();
     let result = poll();
     if started.elapsed() > limit {
-        if let Some(key) = key {
+        if let Some(key) = key() {
             SLOW.with(|s| s.borrow_mut().push(key));
         }
     }
@@ -501,12 +506,12 @@ mod tests {
         let (a, b, c) = (job(), job(), job());
         std::thread::spawn(move || {
             let mut slow = Vec::new();
-            timed_poll(Some(a), || spin(Duration::from_millis(2)));
+            timed_poll(|| Some(a), || spin(Duration::from_millis(2)));
             take_slow(&mut slow);
             assert!(slow.is_empty(), "not timed before time_polls_here");
             time_polls_here(Duration::from_millis(1));
-            timed_poll(Some(b), || ());
-            timed_poll(Some(c), || spin(Duration::from_millis(2)));
+            timed_poll(|| Some(b), || ());
+            timed_poll(|| Some(c), || spin(Duration::from_millis(2)));
             take_slow(&mut slow);
             assert_eq!(slow, vec![c]);
             take_slow(&mut slow);
