@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use weir::testing::{FairQueue, SlotPool};
-use weir::{Event, OutcomeKind, Scheduler, TenantId};
-use weir_cli::bench::workload;
+use weir::{Config, Event, JobSpec, OutcomeKind, Scheduler, TenantId};
 
 fn grant_release(c: &mut Criterion) {
     let mut group = c.benchmark_group("grant_release");
@@ -20,9 +19,13 @@ fn grant_release(c: &mut Criterion) {
     // and polls, which grants the next waiting one. Submission is outside the timed part.
     group.bench_function("weir_scheduler", |b| {
         const BACKLOG: u64 = 1_000;
-        let mut core: Scheduler<()> = Scheduler::new(workload::config(1, BACKLOG + 1));
+        let mut config = Config::default();
+        config.scheduler.max_concurrent = 1;
+        config.scheduler.max_queued = BACKLOG + 1;
+        config.scheduler.slot_wait_timeout = Duration::from_secs(3600);
+        let mut core: Scheduler<()> = Scheduler::new(config);
         let now = Duration::ZERO;
-        let spec = workload::spec();
+        let spec = JobSpec::new("bench", "store");
         let mut events = Vec::with_capacity(4);
         b.iter_custom(|iters| {
             let mut elapsed = Duration::ZERO;

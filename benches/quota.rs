@@ -24,6 +24,7 @@ struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
+#[allow(unsafe_code)] // forwarding to `System` is the whole impl
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
@@ -170,7 +171,7 @@ fn checks(c: &mut Criterion) {
             b.iter(|| {
                 let now = Duration::from_micros(i as u64);
                 let ok = quotas.admit(&tenants[i % TENANTS], 1, now).is_ok();
-                if i % 4096 == 0 {
+                if i.is_multiple_of(4096) {
                     quotas.sweep(now);
                 }
                 i += 1;

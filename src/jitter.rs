@@ -38,7 +38,7 @@ impl Jitter {
     /// `d` scaled by a factor drawn uniformly from `[min, max]` (`min <= max`).
     pub(crate) fn scale(&mut self, d: Duration, min: f64, max: f64) -> Duration {
         let f = if max > min {
-            self.rng.gen_range(min..=max)
+            self.rng.random_range(min..=max)
         } else {
             min
         };
@@ -51,7 +51,7 @@ impl Jitter {
             return lo;
         }
         let span = (hi - lo).as_nanos().min(u128::from(u64::MAX)) as u64;
-        lo + Duration::from_nanos(self.rng.gen_range(0..=span))
+        lo + Duration::from_nanos(self.rng.random_range(0..=span))
     }
 }
 

@@ -194,7 +194,7 @@ impl TenantLedger {
             *spread += entry.received * entry.received / entry.owed;
         }
         if let Some(p99) = p99(&entry.waits) {
-            if self.worst_folded.as_ref().map_or(true, |(w, _)| p99 > *w) {
+            if self.worst_folded.as_ref().is_none_or(|(w, _)| p99 > *w) {
                 self.worst_folded = Some((p99, tenant.clone()));
             }
         }
@@ -219,7 +219,7 @@ impl TenantLedger {
             if let Some(p99) = p99(&entry.waits) {
                 let worse = worst
                     .as_ref()
-                    .map_or(true, |(w, t)| p99 > *w || (p99 == *w && tenant < t));
+                    .is_none_or(|(w, t)| p99 > *w || (p99 == *w && tenant < t));
                 if worse {
                     worst = Some((p99, tenant.clone()));
                 }

@@ -1,8 +1,6 @@
 //! Quotas on virtual time (issue 6): windows are exact over sliding intervals, a refusal's
 //! retry time is exact, and cost stays within its budget but for estimate errors.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -217,7 +215,7 @@ proptest! {
 
 #[test]
 fn an_eleventh_request_inside_a_minute_is_refused_and_its_retry_after_passes() {
-    let mut core: Scheduler<u32> = Scheduler::new(common::seed_quotas());
+    let mut core: Scheduler<u32> = Scheduler::new(seed_quotas());
     let mut events = Vec::new();
     let mut now = Duration::ZERO;
     for i in 0..10 {
@@ -270,7 +268,7 @@ fn an_eleventh_request_inside_a_minute_is_refused_and_its_retry_after_passes() {
 
 #[test]
 fn a_job_that_waits_for_quota_is_granted_at_its_retry_time() {
-    let mut core: Scheduler<u32> = Scheduler::new(common::seed_quotas());
+    let mut core: Scheduler<u32> = Scheduler::new(seed_quotas());
     let mut events = Vec::new();
     for i in 0..10 {
         core.submit(JobSpec::new("alice", "store"), i, Duration::ZERO);
@@ -305,7 +303,7 @@ fn a_job_that_waits_for_quota_is_granted_at_its_retry_time() {
 
 #[test]
 fn cost_is_reserved_at_admission_and_corrected_to_the_actual_cost() {
-    let mut core: Scheduler<u32> = Scheduler::new(common::seed_quotas());
+    let mut core: Scheduler<u32> = Scheduler::new(seed_quotas());
     let mut events = Vec::new();
     let alice = TenantId::new("alice");
     let t0 = Duration::ZERO;
@@ -358,7 +356,7 @@ fn cost_is_reserved_at_admission_and_corrected_to_the_actual_cost() {
 
 #[test]
 fn idle_tenants_are_dropped_once_their_windows_have_passed() {
-    let mut core: Scheduler<u32> = Scheduler::new(common::seed_quotas());
+    let mut core: Scheduler<u32> = Scheduler::new(seed_quotas());
     let mut events = Vec::new();
     for i in 0..1000 {
         core.submit(JobSpec::new(format!("t{i}"), "store"), i, Duration::ZERO);
@@ -407,4 +405,10 @@ fn quota_config_errors_name_the_field() {
         err("[quotas.x]\nscope = \"planet\"\nwindows = [{ limit = 1, per = \"1s\" }]\n").contains("planet")
     );
     assert!(err("[quotas.x]\nwindows = [{ limit = 1, per = \"1s\", burst = 2 }]\n").contains("burst"));
+}
+
+/// The quotas of the seeds' numbers (config/seed-quotas.toml), shared with the runtime's
+/// quota tests.
+fn seed_quotas() -> weir::Config {
+    weir::Config::from_toml_str(include_str!("../config/seed-quotas.toml")).expect("the seed quotas parse")
 }

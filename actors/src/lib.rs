@@ -29,14 +29,12 @@
 //! });
 //! ```
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
-
 mod coalescer;
 mod config;
 mod failpoints;
 mod job;
 mod metrics;
+mod poll_timer;
 mod recurring;
 pub mod redis_pool;
 mod runtime;

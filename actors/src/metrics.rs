@@ -190,7 +190,7 @@ impl Metrics {
     /// True when the snapshot-derived series are due for their periodic publish.
     pub(crate) fn due(&self, now: Duration) -> bool {
         self.published_at
-            .map_or(true, |at| now.saturating_sub(at) >= PUBLISH_EVERY)
+            .is_none_or(|at| now.saturating_sub(at) >= PUBLISH_EVERY)
     }
 
     /// Sets the snapshot-derived series (see the module docs).

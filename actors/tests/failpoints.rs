@@ -7,7 +7,6 @@
 //! (`scripts/test` does). The `fail` registry is global: each test holds a
 //! `FailScenario`, which serialises them.
 
-#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

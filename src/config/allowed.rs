@@ -3,7 +3,7 @@
 //! into the text a loader shows when a value has the wrong type.
 //!
 //! ```
-//! use weir::config::allowed::{for_path, MAX_CONCURRENT};
+//! use weir::allowed::{for_path, MAX_CONCURRENT};
 //!
 //! assert_eq!(MAX_CONCURRENT.describe(), "between 1 and 1000000");
 //! assert_eq!(
@@ -201,7 +201,7 @@ pub const LOCAL_CAP: Count = Count {
 /// whole, and for paths that name no field.
 ///
 /// ```
-/// use weir::config::allowed::for_path;
+/// use weir::allowed::for_path;
 /// assert_eq!(
 ///     for_path("scheduler.slot_lease_timeout").as_deref(),
 ///     Some("a duration between 1ms and 7days, like \"300s\"")

@@ -25,7 +25,7 @@ mod error;
 mod metrics;
 mod quota;
 mod range;
-pub mod resilience;
+pub(crate) mod resilience;
 mod resources;
 mod runtime;
 mod scheduler;

@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use weir::config::{Count, Span};
+//! use weir::{Count, Span};
 //!
 //! const SLOTS: Count = Count { min: 1, max: 1_000_000 };
 //! assert_eq!(SLOTS.describe(), "between 1 and 1000000");
@@ -140,7 +140,7 @@ const DAY: u64 = 24 * 3600;
 /// a year as 365.25 days and a month as 30.44, so 366 days would read `1year 18h`.
 pub(super) fn bound(d: Duration) -> String {
     let secs = d.as_secs();
-    if d.subsec_nanos() == 0 && secs >= DAY && secs % DAY == 0 {
+    if d.subsec_nanos() == 0 && secs >= DAY && secs.is_multiple_of(DAY) {
         match secs / DAY {
             1 => "1day".to_string(),
             days => format!("{days}days"),

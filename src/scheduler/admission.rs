@@ -161,11 +161,7 @@ impl<T> Scheduler<T> {
 
     /// Records the actual cost a running job reports; charged when the job ends.
     pub fn report_cost(&mut self, key: JobKey, cost: u64) -> Result<(), CoreError> {
-        let entry = self
-            .jobs
-            .get_mut(key.idx as usize)
-            .filter(|e| e.id == key.id)
-            .ok_or(CoreError::UnknownJob)?;
+        let entry = Self::live_mut(&mut self.jobs, key).ok_or(CoreError::UnknownJob)?;
         entry.quota.actual = Some(cost);
         Ok(())
     }

@@ -58,11 +58,7 @@ impl<T> Scheduler<T> {
     /// ended), or when its wait timeout or lease has run out and the next poll will skip
     /// it: the shell returns the lease at once.
     pub fn lease_granted(&mut self, key: JobKey, now: Duration) -> Result<(), CoreError> {
-        let entry = self
-            .jobs
-            .get_mut(key.idx as usize)
-            .filter(|e| e.id == key.id)
-            .ok_or(CoreError::UnknownJob)?;
+        let entry = Self::live_mut(&mut self.jobs, key).ok_or(CoreError::UnknownJob)?;
         let Stage::LeaseWait { since, resumed } = entry.stage else {
             return Err(CoreError::WrongStage("waiting for a global lease"));
         };
@@ -131,11 +127,7 @@ impl<T> Scheduler<T> {
     /// reported with [`Scheduler::complete`]); refused when it held none (it never got
     /// one, gave it back, or already lost it).
     pub fn lease_lost(&mut self, key: JobKey, now: Duration) -> Result<(), CoreError> {
-        let entry = self
-            .jobs
-            .get_mut(key.idx as usize)
-            .filter(|e| e.id == key.id)
-            .ok_or(CoreError::UnknownJob)?;
+        let entry = Self::live_mut(&mut self.jobs, key).ok_or(CoreError::UnknownJob)?;
         if !entry.global_lease {
             return Err(CoreError::WrongStage("holding a global lease"));
         }

@@ -10,7 +10,7 @@ use super::{Cancelled, CoreError, Event, JobKey, Scheduler};
 
 impl<T> Scheduler<T> {
     pub(super) fn expire_wait(&mut self, key: JobKey, now: Duration, out: &mut Vec<Event<T>>) {
-        let Some(entry) = self.jobs.get_mut(key.idx as usize).filter(|e| e.id == key.id) else {
+        let Some(entry) = Self::live_mut(&mut self.jobs, key) else {
             return;
         };
         let (since, for_lease) = match entry.stage {
@@ -70,7 +70,7 @@ impl<T> Scheduler<T> {
     }
 
     pub(super) fn expire_lease(&mut self, key: JobKey, now: Duration, out: &mut Vec<Event<T>>) {
-        let Some(entry) = self.jobs.get_mut(key.idx as usize).filter(|e| e.id == key.id) else {
+        let Some(entry) = Self::live_mut(&mut self.jobs, key) else {
             return;
         };
         let (granted_at, lease_wait) = match entry.stage {
@@ -160,11 +160,7 @@ impl<T> Scheduler<T> {
     /// (the job is being stopped and its slot is not given back) or while the job holds
     /// no slot.
     pub fn renew(&mut self, key: JobKey, now: Duration) -> Result<Duration, crate::LeaseError> {
-        let entry = self
-            .jobs
-            .get_mut(key.idx as usize)
-            .filter(|e| e.id == key.id)
-            .ok_or(crate::LeaseError::Ended)?;
+        let entry = Self::live_mut(&mut self.jobs, key).ok_or(crate::LeaseError::Ended)?;
         match entry.stage {
             Stage::Running { .. } if now < entry.lease_until => {}
             // Due but not yet polled: the lease is over even if the event is not out yet.
@@ -199,7 +195,7 @@ impl<T> Scheduler<T> {
         retry_after: Option<Duration>,
         now: Duration,
     ) -> Result<Duration, T> {
-        let Some(entry) = self.jobs.get_mut(key.idx as usize).filter(|e| e.id == key.id) else {
+        let Some(entry) = Self::live_mut(&mut self.jobs, key) else {
             return Err(payload);
         };
         let (granted_at, overdue) = match entry.stage {
@@ -260,11 +256,7 @@ impl<T> Scheduler<T> {
 
     /// A running parent gives its slot up while it waits for its children.
     pub fn park(&mut self, key: JobKey, now: Duration) -> Result<(), CoreError> {
-        let entry = self
-            .jobs
-            .get_mut(key.idx as usize)
-            .filter(|e| e.id == key.id)
-            .ok_or(CoreError::UnknownJob)?;
+        let entry = Self::live_mut(&mut self.jobs, key).ok_or(CoreError::UnknownJob)?;
         let Stage::Running { granted_at } = entry.stage else {
             return Err(CoreError::WrongStage("running"));
         };
@@ -288,11 +280,7 @@ impl<T> Scheduler<T> {
     /// did work that a skip would waste) and is granted with a fresh lease. `payload` is
     /// what [`Event::Granted`] hands back (the shell's waker).
     pub fn unpark(&mut self, key: JobKey, payload: T, now: Duration) -> Result<(), CoreError> {
-        let entry = self
-            .jobs
-            .get_mut(key.idx as usize)
-            .filter(|e| e.id == key.id)
-            .ok_or(CoreError::UnknownJob)?;
+        let entry = Self::live_mut(&mut self.jobs, key).ok_or(CoreError::UnknownJob)?;
         if !matches!(entry.stage, Stage::Parked) {
             return Err(CoreError::WrongStage("parked"));
         }

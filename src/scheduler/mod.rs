@@ -291,8 +291,16 @@ impl<T> Scheduler<T> {
         }
     }
 
+    /// The entry `key` names, if that job is still live (its slab index may have been
+    /// reused by a later job, whose id differs).
     fn live(&self, key: JobKey) -> Option<&Entry<T>> {
         self.jobs.get(key.idx as usize).filter(|e| e.id == key.id)
+    }
+
+    /// [`Self::live`], mutable. It takes the slab, not `self`, so a caller may hold the
+    /// entry while it updates the resources beside it.
+    fn live_mut(jobs: &mut Slab<Entry<T>>, key: JobKey) -> Option<&mut Entry<T>> {
+        jobs.get_mut(key.idx as usize).filter(|e| e.id == key.id)
     }
 
     /// Processes everything due at `now` (fan-out releases, wait timeouts, lease expiries)
@@ -348,7 +356,7 @@ impl<T> Scheduler<T> {
         let live = |key: JobKey| jobs.get(key.idx as usize).filter(|e| e.id == key.id);
         self.timers.retire_stale(
             |at, key| {
-                live(key).map_or(true, |e| match (&e.stage, e.wait_timeout) {
+                live(key).is_none_or(|e| match (&e.stage, e.wait_timeout) {
                     // Requeued since: a newer deadline was set with the new `since`.
                     (Stage::Waiting { since }, Some(wait)) => since.saturating_add(wait) != at,
                     // The queue's wait deadline bounds the wait for a global lease too (see
@@ -366,7 +374,7 @@ impl<T> Scheduler<T> {
             },
             |at, key| {
                 // Renewed or granted again since: `lease_until` moved past this deadline.
-                live(key).map_or(true, |e| {
+                live(key).is_none_or(|e| {
                     !matches!(e.stage, Stage::Running { .. } | Stage::LeaseWait { .. }) || e.lease_until > at
                 })
             },

@@ -228,7 +228,7 @@ pub fn check_work_conserving(workload: &Workload, trace: &Trace) -> Result<(), V
             TraceKind::Ended(_) => held[r] -= 1,
             TraceKind::LeaseExpired => {}
         }
-        let instant_over = trace.events.get(i + 1).map_or(true, |n| n.at > e.at);
+        let instant_over = trace.events.get(i + 1).is_none_or(|n| n.at > e.at);
         if instant_over {
             check(e.at, &held, &waiting)?;
         }

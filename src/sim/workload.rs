@@ -141,18 +141,18 @@ impl Workload {
             .map(|t| TenantId::new(format!("t{t}")))
             .collect();
         for t in &tenants {
-            w.weight(t.as_str(), rng.gen_range(1..=shape.max_weight.max(1)));
+            w.weight(t.as_str(), rng.random_range(1..=shape.max_weight.max(1)));
         }
         let max_units = shape.max_service_units.max(1);
         let mut at = Duration::ZERO;
         for _ in 0..shape.jobs {
             // Exponential gaps around the mean: bursts and lulls, so backlogs form and drain.
-            let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+            let u: f64 = rng.random_range(f64::EPSILON..1.0);
             at += shape.mean_gap.mul_f64(-u.ln());
-            let units = rng.gen_range(1..=max_units);
-            let tenant = tenants[rng.gen_range(0..tenants.len())].clone();
+            let units = rng.random_range(1..=max_units);
+            let tenant = tenants[rng.random_range(0..tenants.len())].clone();
             let mut job = SimJob::new(tenant, at, shape.unit * units).cost(units);
-            if rng.gen_bool(0.05) {
+            if rng.random_bool(0.05) {
                 job.outcome = OutcomeKind::Failed;
             }
             w.push(job);

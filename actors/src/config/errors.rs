@@ -4,11 +4,11 @@
 //!
 //! serde's own messages ("invalid type: string \"abc\", expected u32") name neither the
 //! field nor, in terms a user knows, what is allowed; the path comes from
-//! `serde_path_to_error`, and what is allowed from [`weir::config::allowed::for_path`],
+//! `serde_path_to_error`, and what is allowed from [`weir::allowed::for_path`],
 //! the same ranges `Config::validate` enforces. Paths it does not know (a section as a
 //! whole, a list) fall back to serde's "expected ..." text.
 
-use weir::config::allowed;
+use weir::allowed;
 use weir::ConfigError;
 
 /// Where a bad value came from.

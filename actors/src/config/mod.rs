@@ -50,7 +50,8 @@ pub fn load_config_from(
             .map_err(|e| ConfigError::Parse(format!("cannot read {}: {e}", path.display())))?;
         // Read the file alone first, so a bad key or value is reported with the file's
         // own line.
-        let de = toml::Deserializer::new(&text);
+        let de = toml::Deserializer::parse(&text)
+            .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
         serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
             let origin = Origin::File {
                 path,

@@ -174,9 +174,9 @@ impl<F: Future> Future for Stoppable<'_, F> {
             return Poll::Ready(Err(reason));
         }
         // On the supervisor's thread a poll that takes too long moves the job's resource
-        // to body threads (see `worker::placement`).
+        // to body threads (see `worker::placement`, `poll_timer`).
         let stop = self.stop;
-        crate::worker::timed_poll(|| stop.key(), || self.fut.as_mut().poll(cx)).map(Ok)
+        crate::poll_timer::timed_poll(|| stop.key(), || self.fut.as_mut().poll(cx)).map(Ok)
     }
 }
 

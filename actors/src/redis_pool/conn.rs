@@ -31,10 +31,10 @@ impl Conn {
             return Ok(conn.clone());
         }
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(1)
-            .set_max_delay(1000);
+            .set_max_delay(Duration::from_secs(1));
         let conn = tokio::time::timeout(
             self.timeout,
             ConnectionManager::new_with_config(self.client.clone(), config),

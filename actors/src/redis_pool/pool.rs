@@ -190,10 +190,10 @@ impl RedisPool {
         }
         let timeout = self.settings.op_timeout;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(timeout)
-            .set_response_timeout(timeout)
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
-            .set_max_delay(1000);
+            .set_max_delay(Duration::from_secs(1));
         let conn = tokio::time::timeout(
             timeout,
             ConnectionManager::new_with_config(self.client.clone(), config),
@@ -328,7 +328,7 @@ fn parse_acquired(reply: &[redis::Value]) -> Result<(u64, Vec<Lease>), PoolError
         .iter()
         .zip(tokens)
         .map(|(id, token)| {
-            let id = redis::from_redis_value::<String>(id)?;
+            let id = redis::from_redis_value_ref::<String>(id).map_err(redis::RedisError::from)?;
             Ok(Lease {
                 id,
                 token: int(token)?,

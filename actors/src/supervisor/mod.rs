@@ -317,7 +317,7 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         if self.placements.times_polls() {
             // Bodies placed inline run on this thread, under this limit.
-            crate::worker::time_polls_here(self.core.config().runtime.inline_poll_limit);
+            crate::poll_timer::time_polls_here(self.core.config().runtime.inline_poll_limit);
         }
         let me = ctx.address();
         self.shared = SharedSlots::start(self.core.config(), move |answers| {

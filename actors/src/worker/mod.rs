@@ -21,7 +21,7 @@ use crate::job::body::{ErasedBody, JobFuture};
 use crate::job::context::JobContext;
 use crate::job::slot::SlotReturn;
 use crate::job::stop::Stop;
-pub(crate) use placement::{time_polls_here, timed_poll, Place, Placements};
+pub(crate) use placement::{Place, Placements};
 use queue::BodyQueue;
 
 /// A job with its grant: the context names the key whose slot the supervisor holds for it.

@@ -5,8 +5,8 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
-use weir::config::{Count, Span};
 use weir::ConfigError;
+use weir::{Count, Span};
 
 /// The built-in alerts scenario (`config/alerts.toml`).
 pub const ALERTS_TOML: &str = include_str!("../../../config/alerts.toml");
@@ -173,10 +173,10 @@ impl AlertsScenario {
         let mut events: Vec<Event> = (0..self.events)
             .map(|_| {
                 let skewed = |rng: &mut SmallRng, n: u32| {
-                    let u: f64 = rng.gen();
+                    let u: f64 = rng.random();
                     ((u * u * f64::from(n)) as u32).min(n - 1)
                 };
-                let micros = rng.gen_range(0..span) / 1000 * 1000 + 500;
+                let micros = rng.random_range(0..span) / 1000 * 1000 + 500;
                 Event {
                     at: Duration::from_micros(micros),
                     project: skewed(&mut rng, self.projects),

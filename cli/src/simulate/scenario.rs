@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use weir::config::{Count, Real, Span};
+use weir::{Count, Real, Span};
 
 /// The built-in `incident` scenario (`config/incident.toml`).
 pub const INCIDENT_TOML: &str = include_str!("../../../config/incident.toml");
@@ -115,24 +115,29 @@ pub fn kind_of(text: &str) -> Result<String, ScenarioError> {
 
 /// Deserializes TOML text; an error names the dotted path of the offending field.
 pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ScenarioError> {
-    let de = toml::Deserializer::new(text);
+    let de = toml::Deserializer::parse(text).map_err(|e| parse_error(text, ".".into(), e))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        let line = inner
-            .span()
-            .map(|s| {
-                format!(
-                    " (line {})",
-                    text[..s.start.min(text.len())].lines().count().max(1)
-                )
-            })
-            .unwrap_or_default();
-        ScenarioError::Parse {
-            field: if path == "." { "scenario".into() } else { path },
-            message: format!("{}{line}", inner.message().trim_end()),
-        }
+        parse_error(text, path, e.into_inner())
     })
+}
+
+/// A TOML error as a scenario error: the field's dotted path (or `scenario` for the file as
+/// a whole) and the message with its line.
+fn parse_error(text: &str, path: String, inner: toml::de::Error) -> ScenarioError {
+    let line = inner
+        .span()
+        .map(|s| {
+            format!(
+                " (line {})",
+                text[..s.start.min(text.len())].lines().count().max(1)
+            )
+        })
+        .unwrap_or_default();
+    ScenarioError::Parse {
+        field: if path == "." { "scenario".into() } else { path },
+        message: format!("{}{line}", inner.message().trim_end()),
+    }
 }
 
 /// The `incident` scenario: organisations fan out projection jobs, one query each,

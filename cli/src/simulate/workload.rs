@@ -55,7 +55,7 @@ impl Workload {
         let error_rate = scenario.downstream.error_rate;
         let zipf = match scenario.workload.projections {
             Projections::Zipf { max, exponent } => {
-                Some(Zipf::new(u64::from(max), exponent).expect("validated: max >= 1, exponent >= 0"))
+                Some(Zipf::new(f64::from(max), exponent).expect("validated: max >= 1, exponent >= 0"))
             }
             _ => None,
         };
@@ -64,7 +64,7 @@ impl Workload {
             .map(|org| {
                 let n = match scenario.workload.projections {
                     Projections::Fixed { count } => count,
-                    Projections::Uniform { min, max } => rng.gen_range(min..=max),
+                    Projections::Uniform { min, max } => rng.random_range(min..=max),
                     Projections::Zipf { .. } => zipf.expect("zipf").sample(&mut rng) as u32,
                 };
                 let queries = (0..n)
@@ -74,7 +74,7 @@ impl Workload {
                             id: next_id,
                             org,
                             latency: Duration::from_micros((secs * 1e6).round().max(1.0) as u64),
-                            fails: error_rate > 0.0 && rng.gen_bool(error_rate),
+                            fails: error_rate > 0.0 && rng.random_bool(error_rate),
                         };
                         next_id += 1;
                         q

@@ -125,8 +125,8 @@ enum Leaf {
 }
 
 fn leaf_plan(rng: &mut SmallRng) -> Leaf {
-    let latency = Duration::from_millis(rng.gen_range(1..=20));
-    match rng.gen_range(0..1000) {
+    let latency = Duration::from_millis(rng.random_range(1..=20));
+    match rng.random_range(0..1000) {
         0..=849 => Leaf::Clean(latency),
         850..=929 => Leaf::Error,
         930..=959 => Leaf::PanicBefore,
@@ -367,7 +367,7 @@ impl Driver {
                 self.checks.remove(id);
             }
             let new = id + self.tenants.active;
-            if new % CHECK_EVERY_NTH_TENANT == 0 {
+            if new.is_multiple_of(CHECK_EVERY_NTH_TENANT) {
                 self.checks.schedule_every(new, CHECK_INTERVAL);
             }
         }
@@ -375,10 +375,10 @@ impl Driver {
 
     fn tenant(&mut self) -> u64 {
         let low = self.tenants.low();
-        if self.rng.gen_bool(HEAVY_SHARE) {
-            low + self.rng.gen_range(0..self.tenants.active.min(4))
+        if self.rng.random_bool(HEAVY_SHARE) {
+            low + self.rng.random_range(0..self.tenants.active.min(4))
         } else {
-            low + self.rng.gen_range(0..self.tenants.active)
+            low + self.rng.random_range(0..self.tenants.active)
         }
     }
 
@@ -390,8 +390,8 @@ impl Driver {
                 let plan = leaf_plan(&mut self.rng);
                 let cancel = self
                     .rng
-                    .gen_bool(0.03)
-                    .then(|| Duration::from_millis(self.rng.gen_range(0..30)));
+                    .random_bool(0.03)
+                    .then(|| Duration::from_millis(self.rng.random_range(0..30)));
                 let store = self.downstreams.store.clone();
                 let submitted = self
                     .runtime
@@ -399,7 +399,7 @@ impl Driver {
                 self.watch(submitted, cancel);
             }
             Kind::Shared => {
-                let latency = Duration::from_millis(self.rng.gen_range(1..=10));
+                let latency = Duration::from_millis(self.rng.random_range(1..=10));
                 let shared = self.downstreams.shared.clone();
                 let submitted = self.runtime.submit(JobSpec::new(name, "shared"), move |_| {
                     leaf(shared, Leaf::Clean(latency))
@@ -407,7 +407,7 @@ impl Driver {
                 self.watch(submitted, None);
             }
             Kind::Cascade => {
-                let plans: Vec<Leaf> = (0..self.rng.gen_range(2..=12))
+                let plans: Vec<Leaf> = (0..self.rng.random_range(2..=12))
                     .map(|_| leaf_plan(&mut self.rng))
                     .collect();
                 let (store, counters) = (self.downstreams.store.clone(), self.counters.clone());
@@ -454,7 +454,7 @@ impl Driver {
                 // Four groups, each asked about 64 items: a batch answers several
                 // requests, and repeats merge.
                 let group = tenant % 4;
-                let item = self.rng.gen_range(0..64);
+                let item = self.rng.random_range(0..64);
                 self.counters.watch_request(self.coalescer.request(group, item));
             }
         }

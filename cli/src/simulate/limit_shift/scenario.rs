@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use weir::config::{allowed::MAX_CONCURRENT, Real};
+use weir::{allowed::MAX_CONCURRENT, Real};
 
 use crate::simulate::providers::scenario::ArrivalSpec;
 use crate::simulate::scenario::{parse, LatencySpec, ScenarioError, REJECT_LATENCY};

@@ -1,8 +1,8 @@
 //! The `providers` scenario file (`config/providers.toml`) and the arrivals drawn from
 //! its seed.
 //!
-//! Ranges are checked with weir's range values ([`weir::config::Count`],
-//! [`weir::config::Span`]) and the `[weir]` table with weir's own [`weir::Config::validate`], its field paths
+//! Ranges are checked with weir's range values ([`weir::Count`],
+//! [`weir::Span`]) and the `[weir]` table with weir's own [`weir::Config::validate`], its field paths
 //! prefixed with `weir.`: every error names the dotted field and what is allowed.
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
-use weir::config::{Count, Span};
+use weir::{Count, Span};
 
 use crate::simulate::scenario::{parse, LatencySpec, ScenarioError, HOUR, REJECT_LATENCY};
 
@@ -280,7 +280,7 @@ impl ArrivalSpec {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         (0..self.batches)
             .map(|i| {
-                let n = rng.gen_range(self.batch_size.min..=self.batch_size.max);
+                let n = rng.random_range(self.batch_size.min..=self.batch_size.max);
                 (self.every * i, n)
             })
             .collect()

@@ -92,22 +92,8 @@ impl Drop for Leave<'_> {
 }
 pub mod redis_server;
 
-/// The quotas of issue 6's seed numbers: per user 10 a minute, 100 an hour, 500 a day and
-/// $5 a day; in all 1,000 an hour and $100 a day (costs in micro-dollars).
+/// The quotas of the seeds' numbers (config/seed-quotas.toml).
 pub fn seed_quotas() -> weir::Config {
-    weir::Config::from_toml_str(
-        r#"
-        [quotas.per_user]
-        windows = [{ limit = 10, per = "1m" }, { limit = 100, per = "1h" }, { limit = 500, per = "1day" }]
-        cost_budget = 5000000
-        cost_window = "1day"
-
-        [quotas.global]
-        scope = "global"
-        windows = [{ limit = 1000, per = "1h" }]
-        cost_budget = 100000000
-        cost_window = "1day"
-        "#,
-    )
-    .expect("the seed quotas parse")
+    weir::Config::from_toml_str(include_str!("../../../config/seed-quotas.toml"))
+        .expect("the seed quotas parse")
 }

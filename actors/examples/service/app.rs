@@ -22,17 +22,17 @@ use serde::Serialize;
 use serde_json::json;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt};
-use weir::config::{BackendKind, FailurePolicy};
+use weir::{BackendKind, FailurePolicy};
 use weir::{BreakerState, TenantId};
 use weir_actors::tower::{Call, WeirError, WeirLayer};
 use weir_actors::Runtime;
 
 /// The resource every query runs on.
-pub const RESOURCE: &str = "query";
+pub(crate) const RESOURCE: &str = "query";
 
 /// One query, as the weir job sees it.
 #[derive(Clone, Debug)]
-pub struct Query {
+pub(crate) struct Query {
     user: String,
     bytes: usize,
     cost: u64,
@@ -41,7 +41,7 @@ pub struct Query {
 
 /// What `POST /query` answers.
 #[derive(Clone, Debug, Serialize)]
-pub struct Answer {
+pub(crate) struct Answer {
     user: String,
     bytes: usize,
     cost_microdollars: u64,
@@ -49,7 +49,7 @@ pub struct Answer {
 
 /// Settings of the HTTP surface (the limits are the runtime's configuration).
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// How long each query's job takes (the downstream's latency).
     pub latency: Duration,
     /// Largest request body accepted, in bytes.
@@ -57,7 +57,7 @@ pub struct Settings {
 }
 
 /// Cost of a query in micro-dollars: a base price plus a price per byte of its body.
-pub fn cost_of(bytes: usize) -> u64 {
+pub(crate) fn cost_of(bytes: usize) -> u64 {
     1_000 + 10 * bytes as u64
 }
 
@@ -70,7 +70,7 @@ struct App {
 
 /// The service's routes over `runtime` (which should be started after the Prometheus
 /// recorder behind `metrics` was installed).
-pub fn router(runtime: Runtime, metrics: PrometheusHandle, settings: Settings) -> Router {
+pub(crate) fn router(runtime: Runtime, metrics: PrometheusHandle, settings: Settings) -> Router {
     let downstream = tower::service_fn(|q: Query| async move {
         tokio::time::sleep(q.latency).await; // the downstream's work
         Ok::<_, Infallible>(Answer {

@@ -9,7 +9,7 @@ use weir_actors::Runtime;
 /// Reloads `file` (or, without one, the built-in configuration) each time the process
 /// gets SIGHUP, until the signal stream ends.
 #[cfg(unix)]
-pub async fn on_sighup(runtime: Runtime, file: Option<PathBuf>) {
+pub(crate) async fn on_sighup(runtime: Runtime, file: Option<PathBuf>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(hangups) => hangups,
@@ -25,11 +25,11 @@ pub async fn on_sighup(runtime: Runtime, file: Option<PathBuf>) {
 
 /// SIGHUP does not exist here: nothing to listen for.
 #[cfg(not(unix))]
-pub async fn on_sighup(_runtime: Runtime, _file: Option<PathBuf>) {}
+pub(crate) async fn on_sighup(_runtime: Runtime, _file: Option<PathBuf>) {}
 
 /// Loads the configuration again (file, then `WEIR__` variables, as at start) and
 /// applies it; returns the line to log.
-pub async fn reload(runtime: &Runtime, file: Option<&Path>) -> String {
+pub(crate) async fn reload(runtime: &Runtime, file: Option<&Path>) -> String {
     let loaded = match file {
         Some(path) => weir_actors::load_config(Some(path)),
         None => weir::Config::from_toml_str(include_str!("service.toml")),
