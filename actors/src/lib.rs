@@ -44,6 +44,9 @@ mod sync;
 pub mod tower;
 mod wake;
 mod worker;
+// The README and the guide's chapters (docs/), whose Rust blocks run as doc tests.
+#[cfg(doctest)]
+mod guide;
 
 pub use coalescer::{CoalesceStats, Coalescer, CoalescerError};
 pub use config::{load_config, load_config_from, profile_toml, PROFILES, PROFILE_VAR};
