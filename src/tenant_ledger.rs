@@ -261,6 +261,28 @@ mod tests {
     }
 
     #[test]
+    fn one_job_tenants_report_their_exact_wait_and_leave_nothing_behind() {
+        // Issue 24: a tenant with few waits keeps them inline, so its p99 is exact (a
+        // two-significant-figure histogram would report 5,695 us or so for 5,678 us).
+        let mut l = TenantLedger::default();
+        for (name, wait) in [("a", 1_234), ("b", 5_678), ("c", 42)] {
+            l.enqueued(&t(name), 1);
+            l.granted(&t(name), 1, Duration::from_micros(wait));
+        }
+        let live = l.snapshot();
+        assert_eq!(live.worst_p99_wait, Some((t("b"), Duration::from_micros(5_678))));
+        for name in ["a", "b", "c"] {
+            l.released(&t(name));
+        }
+        let idle = l.snapshot();
+        assert_eq!(
+            idle.active_tenants, 0,
+            "idle tenants are dropped with their waits"
+        );
+        assert_eq!(idle.worst_p99_wait, Some((t("b"), Duration::from_micros(5_678))));
+    }
+
+    #[test]
     fn a_tenant_passed_over_while_backlogged_lowers_the_index() {
         let mut l = TenantLedger::default();
         l.enqueued(&t("starved"), 1);
