@@ -160,7 +160,9 @@ impl<T> FairQueue<T> {
                     weight,
                     deficit: 0,
                     turn_started: false,
-                    items: VecDeque::new(),
+                    // Room for one: most tenants have one job waiting, and a first push
+                    // into `VecDeque::new()` reserves four (issue 24: memory per tenant).
+                    items: VecDeque::with_capacity(1),
                 };
                 let slot = match self.free.pop() {
                     Some(slot) => {

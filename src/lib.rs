@@ -49,6 +49,7 @@ mod serde_secs;
 pub mod sim;
 mod stats;
 mod tenant_ledger;
+mod tenant_waits;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timers;

@@ -26,16 +26,17 @@
 //! `r`, `e`, `r^2 / e` and its p99 wait against the worst so far) and dropped, so memory
 //! follows the tenants active now, not every tenant ever seen. So a tenant's p99 is over
 //! one *activity period* (first job until it has none left), and a tenant that comes
-//! and goes counts as one tenant per period.
+//! and goes counts as one tenant per period. An entry allocates nothing for its waits
+//! until the tenant has more than a few in the period (`tenant_waits`), so a tenant with
+//! one job costs its map entry, not a histogram.
 //!
 //! Units are cost units: with costs proportional to service time, that is slot-time.
 
 use crate::hash::FastMap;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
-
 use crate::job::TenantId;
+use crate::tenant_waits::TenantWaits;
 
 #[derive(Debug)]
 struct TenantEntry {
@@ -46,8 +47,8 @@ struct TenantEntry {
     backlog_mark: f64,
     owed: f64,
     received: f64,
-    /// Waits in microseconds.
-    waits: Histogram<u64>,
+    /// Its waits for a slot: inline while few, a histogram once many.
+    waits: TenantWaits,
 }
 
 impl TenantEntry {
@@ -99,10 +100,6 @@ pub struct TenantFairness {
 /// is an equivalence.
 impl Eq for TenantFairness {}
 
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
 impl TenantLedger {
     /// A job of `tenant` starts waiting for a slot.
     pub(crate) fn enqueued(&mut self, tenant: &TenantId, weight: u32) {
@@ -114,13 +111,8 @@ impl TenantLedger {
             backlog_mark: mark,
             owed: 0.0,
             received: 0.0,
-            // 2 significant figures, auto-resizing: small per tenant, 1% error.
-            waits: Histogram::new(2)
-                .map(|mut h| {
-                    h.auto(true);
-                    h
-                })
-                .expect("2 significant figures is a valid precision"),
+            // Nothing allocated until the tenant has more than a few waits.
+            waits: TenantWaits::default(),
         });
         entry.waiting += 1;
         if entry.waiting == 1 {
@@ -154,7 +146,7 @@ impl TenantLedger {
             return;
         };
         entry.received += f64::from(cost);
-        let _ = entry.waits.record(micros(waited));
+        entry.waits.record(waited);
         entry.holding += 1;
         leave_queue(entry, self.owed_per_weight, &mut self.backlogged_weight);
         // It holds a slot now, so it is not idle.
@@ -193,7 +185,7 @@ impl TenantLedger {
             *e += entry.owed;
             *spread += entry.received * entry.received / entry.owed;
         }
-        if let Some(p99) = p99(&entry.waits) {
+        if let Some(p99) = entry.waits.p99() {
             if self.worst_folded.as_ref().is_none_or(|(w, _)| p99 > *w) {
                 self.worst_folded = Some((p99, tenant.clone()));
             }
@@ -216,7 +208,7 @@ impl TenantLedger {
                 e += owed;
                 spread += entry.received * entry.received / owed;
             }
-            if let Some(p99) = p99(&entry.waits) {
+            if let Some(p99) = entry.waits.p99() {
                 let worse = worst
                     .as_ref()
                     .is_none_or(|(w, t)| p99 > *w || (p99 == *w && tenant < t));
@@ -231,10 +223,6 @@ impl TenantLedger {
             active_tenants: self.tenants.len(),
         }
     }
-}
-
-fn p99(h: &Histogram<u64>) -> Option<Duration> {
-    (!h.is_empty()).then(|| Duration::from_micros(h.value_at_quantile(0.99)))
 }
 
 #[cfg(test)]
@@ -270,6 +258,28 @@ mod tests {
             p99.abs_diff(Duration::from_millis(5)) <= Duration::from_micros(50),
             "{p99:?}"
         );
+    }
+
+    #[test]
+    fn one_job_tenants_report_their_exact_wait_and_leave_nothing_behind() {
+        // Issue 24: a tenant with few waits keeps them inline, so its p99 is exact (a
+        // two-significant-figure histogram would report 5,695 us or so for 5,678 us).
+        let mut l = TenantLedger::default();
+        for (name, wait) in [("a", 1_234), ("b", 5_678), ("c", 42)] {
+            l.enqueued(&t(name), 1);
+            l.granted(&t(name), 1, Duration::from_micros(wait));
+        }
+        let live = l.snapshot();
+        assert_eq!(live.worst_p99_wait, Some((t("b"), Duration::from_micros(5_678))));
+        for name in ["a", "b", "c"] {
+            l.released(&t(name));
+        }
+        let idle = l.snapshot();
+        assert_eq!(
+            idle.active_tenants, 0,
+            "idle tenants are dropped with their waits"
+        );
+        assert_eq!(idle.worst_p99_wait, Some((t("b"), Duration::from_micros(5_678))));
     }
 
     #[test]

@@ -69,9 +69,13 @@ const CHUNK: usize = 10_000;
 /// so the figure is the steady cost of waiting jobs, not of a full mailbox.
 /// Returns bytes per job. Call inside an actix system.
 ///
+/// With `tenants` set, every job is its own tenant (`tenant-0`, `tenant-1`, ...), so the
+/// figure includes what the core keeps per tenant (its fair-queue turn, its fairness
+/// ledger entry) and the tenant's name, which the caller allocates.
+///
 /// # Panics
 /// If a job is refused (the config sizes `max_queued` to fit).
-pub async fn weir_queued(n: usize) -> Option<f64> {
+pub async fn weir_queued(n: usize, tenants: bool) -> Option<f64> {
     let runtime = Runtime::start(workload::config(1, n as u64 + 1)).expect("a valid config");
     let blocker = runtime
         .submit(workload::spec(), |_| async {
@@ -84,9 +88,14 @@ pub async fn weir_queued(n: usize) -> Option<f64> {
     let before = rss()?;
     let mut handles = Vec::with_capacity(n);
     for chunk in 0..n.div_ceil(CHUNK) {
-        for _ in chunk * CHUNK..((chunk + 1) * CHUNK).min(n) {
+        for i in chunk * CHUNK..((chunk + 1) * CHUNK).min(n) {
+            let spec = if tenants {
+                weir::JobSpec::new(format!("tenant-{i}"), "store")
+            } else {
+                workload::spec()
+            };
             let h = runtime
-                .submit(workload::spec(), |_| async { Ok::<_, JobError>(()) })
+                .submit(spec, |_| async { Ok::<_, JobError>(()) })
                 .expect("the config sizes max_queued to fit");
             handles.push(h);
         }

@@ -34,6 +34,9 @@ pub struct BenchArgs {
     /// Jobs queued for the memory-per-queued-job measurement.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub queued: u64,
+    /// Jobs queued, each its own tenant, for the memory-per-tenant measurement.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub queued_tenants: u64,
     /// weir's `runtime.worker_threads`: threads that run job bodies (0 runs them on the
     /// supervisor's thread). Default: the runtime's default, one per core.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1024))]
@@ -61,12 +64,16 @@ pub struct BenchArgs {
 pub enum Phase {
     /// weir: throughput, then latency.
     Weir,
+    /// weir: the supervisor thread's CPU per job, submitting from another thread.
+    WeirSupervisor,
     /// tokio Semaphore + spawn: throughput, then latency.
     Tokio,
     /// weir: memory per queued job.
     WeirQueued,
     /// tokio: memory per queued task.
     TokioQueued,
+    /// weir: memory per queued job when every job is its own tenant.
+    WeirQueuedTenants,
     /// weir: the fan-out scenario's makespan.
     Fanout,
     /// weir started from a multi-threaded tokio runtime whose tasks submit and await.
@@ -86,9 +93,11 @@ pub struct PhaseFigures {
     pub jobs_per_sec: Option<f64>,
     /// CPU time per job (all the phase's threads), nanoseconds.
     pub cpu_ns_per_job: Option<f64>,
-    /// CPU time per job of the supervisor's thread alone (in the throughput phase it also
-    /// runs the submitting loop), nanoseconds: its inverse is the ceiling of one
-    /// supervisor's grant rate, whatever the number of body threads.
+    /// CPU time per job of the supervisor's thread alone, measured in a flood of its own
+    /// (`--phase weir-supervisor`) submitted and awaited from another thread, so the
+    /// submitting loop is not counted,
+    /// nanoseconds: its inverse is the ceiling of one supervisor's grant rate, whatever
+    /// the number of body threads.
     pub supervisor_ns_per_job: Option<f64>,
     /// Scheduling latency (submit to first poll), nanoseconds.
     pub latency_ns: Option<Latency>,
@@ -152,6 +161,17 @@ pub struct Report {
     pub latency_ratio: Option<[f64; 3]>,
     /// weir's queued-job bytes divided by tokio's.
     pub queued_memory_ratio: Option<f64>,
+    /// RSS growth per waiting job when every waiting job is its own tenant
+    /// (`--queued-tenants` jobs), bytes.
+    pub bytes_per_waiting_job_tenants: Option<f64>,
+    /// weir's throughput pinned to two cores over its throughput pinned to one
+    /// (`taskset -c 0,1` and `taskset -c 0`, medians over rounds).
+    pub speedup_1_to_2_cores: Option<f64>,
+    /// The same for the tokio baseline.
+    pub speedup_1_to_2_cores_tokio: Option<f64>,
+    /// Why the speed-up was not measured, if it was not (fewer than two CPUs, no
+    /// `taskset`).
+    pub speedup_not_run: Option<String>,
     /// The core's release + grant, nanoseconds.
     pub core_grant_ns: f64,
     /// The Redis shared counter's grant + release, nanoseconds, if it was run.
@@ -218,14 +238,27 @@ fn run_phase(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
                 let runtime = weir_actors::Runtime::start(config).map_err(|e| e.to_string())?;
                 workload::weir_flood(&runtime, jobs.min(50_000)).await; // warm-up
                 let cpu = memory::cpu_time();
-                let supervisor = memory::thread_cpu_time();
                 let elapsed = workload::weir_flood(&runtime, jobs).await;
                 figures.jobs_per_sec = Some(jobs as f64 / elapsed.as_secs_f64());
                 figures.cpu_ns_per_job = per_job(cpu, jobs);
-                // The supervisor runs on this thread (started inside its actix system).
-                figures.supervisor_ns_per_job = per_job_of(supervisor, memory::thread_cpu_time(), jobs);
                 let hist = workload::weir_latency(&runtime, latency_jobs, cap).await;
                 figures.latency_ns = Some(Latency::of(&hist));
+                runtime.shutdown(Duration::from_secs(1)).await;
+                Ok::<_, String>(())
+            })?;
+        }
+        Phase::WeirSupervisor => {
+            let mut config = workload::config(args.cap, args.jobs);
+            config.runtime.worker_threads = args.worker_threads;
+            actix_rt::System::new().block_on(async {
+                let runtime = weir_actors::Runtime::start(config).map_err(|e| e.to_string())?;
+                workload::weir_flood_from_thread(&runtime, jobs.min(50_000)).await; // warm-up
+                                                                                    // The supervisor runs on this thread (started inside its actix system); a
+                                                                                    // flood from another thread leaves it nothing else to do.
+                let supervisor = memory::thread_cpu_time();
+                let elapsed = workload::weir_flood_from_thread(&runtime, jobs).await;
+                figures.supervisor_ns_per_job = per_job_of(supervisor, memory::thread_cpu_time(), jobs);
+                figures.jobs_per_sec = Some(jobs as f64 / elapsed.as_secs_f64());
                 runtime.shutdown(Duration::from_secs(1)).await;
                 Ok::<_, String>(())
             })?;
@@ -243,7 +276,11 @@ fn run_phase(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
         }
         Phase::WeirQueued => {
             figures.bytes_per_queued_job =
-                actix_rt::System::new().block_on(memory::weir_queued(args.queued as usize));
+                actix_rt::System::new().block_on(memory::weir_queued(args.queued as usize, false));
+        }
+        Phase::WeirQueuedTenants => {
+            figures.bytes_per_queued_job =
+                actix_rt::System::new().block_on(memory::weir_queued(args.queued_tenants as usize, true));
         }
         Phase::TokioQueued => {
             figures.bytes_per_queued_job =
@@ -309,15 +346,31 @@ fn per_job_of(before: Option<Duration>, after: Option<Duration>, jobs: usize) ->
 }
 
 fn child(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
+    child_on(phase, args, None)
+}
+
+/// Runs `phase` in a child process, pinned to the CPU list `cpus` (`taskset -c`) when
+/// given: the runtime and tokio then size their thread pools to those cores, as they
+/// read the affinity mask (`available_parallelism`).
+fn child_on(phase: Phase, args: &BenchArgs, cpus: Option<&str>) -> Result<PhaseFigures, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the weir binary: {e}"))?;
     let name = clap::ValueEnum::to_possible_value(&phase)
         .expect("every phase has a name")
         .get_name()
         .to_string();
-    let output = Command::new(exe)
+    let mut command = match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let output = command
         .args(["bench", "--phase", &name])
         .args(["--jobs", &args.jobs.to_string(), "--cap", &args.cap.to_string()])
         .args(["--queued", &args.queued.to_string()])
+        .args(["--queued-tenants", &args.queued_tenants.to_string()])
         .args(
             args.worker_threads
                 .into_iter()
@@ -383,12 +436,15 @@ fn machine() -> String {
 }
 
 fn measure(args: &BenchArgs) -> Result<Report, String> {
-    let (mut weir, mut tokio) = (Vec::new(), Vec::new());
+    let (mut weir, mut tokio, mut supervisor) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.rounds {
         weir.push(child(Phase::Weir, args)?);
         tokio.push(child(Phase::Tokio, args)?);
+        supervisor.extend(child(Phase::WeirSupervisor, args)?.supervisor_ns_per_job);
     }
     let weir_queued = child(Phase::WeirQueued, args)?;
+    let weir_queued_tenants = child(Phase::WeirQueuedTenants, args)?;
+    let scaling = scaling(args);
     let tokio_queued = child(Phase::TokioQueued, args)?;
     let fanout = combine(
         &(0..args.rounds)
@@ -426,6 +482,7 @@ fn measure(args: &BenchArgs) -> Result<Report, String> {
     };
     let isolation_p99_ns_tokio = rounds(Phase::IsolationTokio, args)?.isolation_p99_ns;
     let mut weir = combine(&weir);
+    weir.supervisor_ns_per_job = median(supervisor);
     let mut tokio = combine(&tokio);
     weir.bytes_per_queued_job = weir_queued.bytes_per_queued_job;
     tokio.bytes_per_queued_job = tokio_queued.bytes_per_queued_job;
@@ -466,6 +523,10 @@ fn measure(args: &BenchArgs) -> Result<Report, String> {
         cpu_ratio: ratio(weir.cpu_ns_per_job, tokio.cpu_ns_per_job),
         latency_ratio,
         queued_memory_ratio: ratio(weir.bytes_per_queued_job, tokio.bytes_per_queued_job),
+        bytes_per_waiting_job_tenants: weir_queued_tenants.bytes_per_queued_job,
+        speedup_1_to_2_cores: scaling.as_ref().ok().and_then(|s| s[0]),
+        speedup_1_to_2_cores_tokio: scaling.as_ref().ok().and_then(|s| s[1]),
+        speedup_not_run: scaling.err(),
         core_grant_ns,
         redis_over_weir: redis_grant_ns.map(|r| r / core_grant_ns),
         redis_grant_ns,
@@ -482,6 +543,28 @@ fn measure(args: &BenchArgs) -> Result<Report, String> {
         weir,
         tokio,
     })
+}
+
+/// weir's and tokio's speed-up from one core to two: each system's throughput phase
+/// run pinned to CPU 0 and to CPUs 0 and 1, rounds alternating, medians.
+fn scaling(args: &BenchArgs) -> Result<[Option<f64>; 2], String> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus < 2 {
+        return Err(format!("{cpus} CPU available, two are needed"));
+    }
+    if Command::new("taskset").arg("-V").output().is_err() {
+        return Err("taskset (util-linux) is not installed".into());
+    }
+    let mut speedup = [None; 2];
+    for (i, phase) in [Phase::Weir, Phase::Tokio].into_iter().enumerate() {
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        for _ in 0..args.rounds {
+            one.extend(child_on(phase, args, Some("0"))?.jobs_per_sec);
+            two.extend(child_on(phase, args, Some("0,1"))?.jobs_per_sec);
+        }
+        speedup[i] = median(two).zip(median(one)).map(|(two, one)| two / one);
+    }
+    Ok(speedup)
 }
 
 fn render(r: &Report) -> String {
@@ -562,12 +645,30 @@ fn render(r: &Report) -> String {
         "slot release + grant in weir's core: {:.0} ns of CPU time",
         r.core_grant_ns
     );
+    let _ = writeln!(
+        s,
+        "RSS per waiting job, every job its own tenant: {}",
+        bytes(r.bytes_per_waiting_job_tenants)
+    );
     if let Some(ns) = w.supervisor_ns_per_job {
         let _ = writeln!(
             s,
-            "supervisor's thread (with the submitting loop): {ns:.0} ns of CPU per job, a ceiling of {:.0} jobs/s whatever the body threads",
+            "supervisor's thread (submitting from another thread): {ns:.0} ns of CPU per job, a ceiling of {:.0} jobs/s whatever the body threads",
             1e9 / ns
         );
+    }
+    match &r.speedup_not_run {
+        None => {
+            let _ = writeln!(
+                s,
+                "speed-up from one core to two (taskset): weir {}, tokio {}",
+                x(r.speedup_1_to_2_cores),
+                x(r.speedup_1_to_2_cores_tokio)
+            );
+        }
+        Some(why) => {
+            let _ = writeln!(s, "speed-up from one core to two: not run ({why})");
+        }
     }
     match (r.redis_grant_ns, &r.redis_not_run) {
         (Some(ns), _) => {

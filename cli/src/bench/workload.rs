@@ -59,6 +59,24 @@ pub async fn weir_flood(runtime: &Runtime, n: usize) -> Duration {
     start.elapsed()
 }
 
+/// [`weir_flood`] run on a thread of its own (its jobs submitted and awaited there), so
+/// the caller's thread, where the supervisor runs, does none of the submitting work.
+/// Returns the flood's elapsed time.
+///
+/// # Panics
+/// If the thread cannot be started, or as [`weir_flood`] does.
+pub async fn weir_flood_from_thread(runtime: &Runtime, n: usize) -> Duration {
+    let runtime = runtime.clone();
+    let (done, elapsed) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bench-submitter".into())
+        .spawn(move || {
+            let _ = done.send(futures::executor::block_on(weir_flood(&runtime, n)));
+        })
+        .expect("a submitting thread");
+    elapsed.await.expect("the submitting thread completes its flood")
+}
+
 /// Submits `n` empty jobs as one prepared batch ([`Runtime::submit_batch`]), then awaits
 /// every outcome. Fan-out batching applies: use a config with `batch_delay = 0` to
 /// release them at once.
