@@ -253,8 +253,9 @@ fn run_phase(phase: Phase, args: &BenchArgs) -> Result<PhaseFigures, String> {
             actix_rt::System::new().block_on(async {
                 let runtime = weir_actors::Runtime::start(config).map_err(|e| e.to_string())?;
                 workload::weir_flood_from_thread(&runtime, jobs.min(50_000)).await; // warm-up
-                                                                                    // The supervisor runs on this thread (started inside its actix system); a
-                                                                                    // flood from another thread leaves it nothing else to do.
+
+                // The supervisor runs on this thread (started inside its actix system); a
+                // flood from another thread leaves it nothing else to do.
                 let supervisor = memory::thread_cpu_time();
                 let elapsed = workload::weir_flood_from_thread(&runtime, jobs).await;
                 figures.supervisor_ns_per_job = per_job_of(supervisor, memory::thread_cpu_time(), jobs);
