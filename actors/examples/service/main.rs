@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use weir_actors::Runtime;
 
 #[derive(Debug, Parser)]
@@ -41,8 +41,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => weir_actors::load_config(Some(path))?,
         None => weir::Config::from_toml_str(include_str!("service.toml"))?,
     };
-    // Installed before the runtime starts: its supervisor registers its series then.
-    let metrics = PrometheusBuilder::new().install_recorder()?;
+    // Installed before the runtime starts: its supervisor registers and describes its
+    // series then. The wait and run durations get buckets, so they are exported as
+    // histograms (which add up across replicas) rather than per-process summaries.
+    let metrics = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Prefix("weir_job_".into()), weir_actors::DURATION_BUCKETS)?
+        .install_recorder()?;
     let runtime = Runtime::start(config)?;
     let settings = app::Settings {
         latency: Duration::from_millis(args.latency_ms),
