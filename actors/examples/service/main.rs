@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example service -- --listen 127.0.0.1:8080 [--config FILE]
 //! curl -X POST -H 'x-user-id: alice' -d '{"q":1}' localhost:8080/query
+//! curl -X POST -H 'x-user-id: alice' -d '{"fail":true}' localhost:8080/query  # 502: the downstream fails
 //! curl localhost:8080/stats/alice; curl localhost:8080/health; curl localhost:8080/metrics
 //! kill -HUP <pid>   # reloads --config live, or logs why not and keeps the old one
 //! ```
