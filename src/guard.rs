@@ -296,6 +296,11 @@ impl Guard {
         ))
     }
 
+    /// The breaker's state now, if there is a breaker.
+    pub(crate) fn breaker_state(&self) -> Option<BreakerState> {
+        self.breaker.as_ref().map(Breaker::state)
+    }
+
     /// The counters at `now`.
     pub(crate) fn snapshot(&self, now: Duration) -> ResilienceStats {
         let (window_calls, window_failures) = self.breaker.as_ref().map_or((0, 0), |b| b.window(now));

@@ -25,6 +25,8 @@ mod fair_sharing {}
 mod coalescing {}
 #[doc = include_str!("../../docs/observability.md")]
 mod observability {}
+#[doc = include_str!("../../docs/alerts.md")]
+mod alerts {}
 #[doc = include_str!("../../docs/performance.md")]
 mod performance {}
 #[doc = include_str!("../../docs/guarantees.md")]

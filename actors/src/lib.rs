@@ -48,6 +48,7 @@ mod worker;
 #[cfg(doctest)]
 mod guide;
 
+pub use crate::metrics::DURATION_BUCKETS;
 pub use coalescer::{CoalesceStats, Coalescer, CoalescerError};
 pub use config::{load_config, load_config_from, profile_toml, PROFILES, PROFILE_VAR};
 pub use job::context::{Children, JobContext};

@@ -19,18 +19,165 @@
 //!
 //! Handles are registered when first used: a recorder installed after the runtime
 //! started gets the publish path's series but not histograms already registered.
+//!
+//! Every series is described (HELP text, and its unit) when the supervisor starts, so an
+//! exporter's output passes `promtool check metrics`. The two durations are histograms
+//! when the exporter is given buckets for them ([`DURATION_BUCKETS`]): a histogram's
+//! buckets add up across replicas, where a summary's quantiles, computed per process,
+//! cannot be aggregated.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram, Counter, Histogram};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Histogram, Unit,
+};
 use weir::{BreakerState, OutcomeKind, ResourceId, SkipReason, StatsSnapshot, TenantId};
 
 use crate::redis_pool::BackendSnapshot;
 
 /// How often the supervisor publishes the snapshot-derived series on its own.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// Default buckets, in seconds, for `weir_job_wait_seconds` and `weir_job_run_seconds`:
+/// from 1 ms to 10 minutes, roughly three per decade, so a p50 and a p99 of a wait or a
+/// run anywhere in that range come out within a bucket's width. An exporter renders the
+/// two as histograms when given these (metrics-exporter-prometheus:
+/// `PrometheusBuilder::set_buckets_for_metric(Matcher::Prefix("weir_job_".into()),
+/// weir_actors::DURATION_BUCKETS)`); without buckets it renders summaries, whose
+/// quantiles cannot be aggregated across replicas.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    600.0,
+];
+
+/// HELP text of every series the runtime exports, given to the recorder once.
+fn describe() {
+    let seconds = |name: &'static str, help: &'static str| describe_histogram!(name, Unit::Seconds, help);
+    seconds(
+        "weir_job_wait_seconds",
+        "Time a job waited from becoming eligible to being granted a slot, per resource.",
+    );
+    seconds("weir_job_run_seconds", "Time a job held its slot, per resource.");
+    let count = |name: &'static str, help: &'static str| describe_counter!(name, Unit::Count, help);
+    count("weir_jobs_submitted_total", "Jobs submitted, per resource.");
+    count(
+        "weir_jobs_total",
+        "Jobs ended, per resource and outcome (completed, failed, timed_out, skipped, cancelled).",
+    );
+    count(
+        "weir_jobs_skipped_total",
+        "Jobs skipped, per resource and reason (no_slot, quota_exceeded, quota_unavailable, over_budget).",
+    );
+    count(
+        "weir_tenant_jobs_total",
+        "Jobs ended, per resource, tenant (the first metrics.tenant_labels seen; the rest are other) and outcome.",
+    );
+    count(
+        "weir_quota_refusals_total",
+        "Jobs a quota or cost budget refused, per limit (quota/window or quota/cost).",
+    );
+    count(
+        "weir_quota_admissions_total",
+        "Jobs the quotas admitted (each passed every quota that applies to it).",
+    );
+    count(
+        "weir_quota_cost_charged_total",
+        "Cost charged against the cost budgets, in the unit of the jobs' cost estimates.",
+    );
+    count(
+        "weir_breaker_transitions_total",
+        "Circuit breaker state changes, per resource.",
+    );
+    count(
+        "weir_breaker_opened_total",
+        "Times a resource's circuit breaker opened.",
+    );
+    count(
+        "weir_limiter_waits_total",
+        "Grants the rate limit postponed, per resource.",
+    );
+    count(
+        "weir_attempts_total",
+        "Attempts granted (first attempts and retries), per resource.",
+    );
+    count(
+        "weir_retries_total",
+        "Failed attempts scheduled to run again, per resource.",
+    );
+    count(
+        "weir_fallbacks_total",
+        "Jobs moved to the resource's fallback while its breaker was open.",
+    );
+    count(
+        "weir_backend_grants_total",
+        "Slots a shared (Redis) backend granted, per resource (quotas for the shared quotas).",
+    );
+    count(
+        "weir_backend_renewals_total",
+        "Lease renewals sent to a shared backend, per resource.",
+    );
+    count(
+        "weir_backend_round_trips_total",
+        "Round trips to a shared backend, per resource.",
+    );
+    count(
+        "weir_backend_errors_total",
+        "Shared backend calls that failed (Redis down, timed out), per resource.",
+    );
+    count(
+        "weir_backend_lost_leases_total",
+        "Leases a shared backend no longer held when renewed, per resource.",
+    );
+    count(
+        "weir_backend_fail_open_admissions_total",
+        "Jobs admitted without the shared backend's check while it failed (on_failure = fail_open_local).",
+    );
+    let gauge = |name: &'static str, help: &'static str| describe_gauge!(name, Unit::Count, help);
+    gauge("weir_slots", "Slots configured (max_concurrent), per resource.");
+    gauge(
+        "weir_limit",
+        "Slots the pool may hold now: the adaptive limit where one is configured, else the slots.",
+    );
+    gauge(
+        "weir_limit_min",
+        "The adaptive limit's floor (adaptive.min), per resource with an adaptive limit.",
+    );
+    gauge("weir_jobs_in_flight", "Slots held now, per resource.");
+    gauge(
+        "weir_jobs_peak_in_flight",
+        "Most slots held at once so far, per resource.",
+    );
+    gauge("weir_jobs_queued", "Jobs waiting for a slot now, per resource.");
+    gauge(
+        "weir_jobs_deferred",
+        "Jobs held back by fan-out batching now, per resource.",
+    );
+    gauge(
+        "weir_jobs_overdue",
+        "Jobs whose lease expired and whose cancellation is not yet confirmed, per resource.",
+    );
+    gauge(
+        "weir_breaker_state",
+        "Circuit breaker state per resource: 0 closed, 1 half-open, 2 open.",
+    );
+    gauge(
+        "weir_bodies_on_body_threads",
+        "Where a resource's job bodies run: 1 on body threads, 0 on the supervisor's thread.",
+    );
+}
+
+/// The `reason` label of a skip.
+fn skip_label(reason: &SkipReason) -> &'static str {
+    match reason {
+        SkipReason::NoSlot => "no_slot",
+        SkipReason::QuotaExceeded { .. } => "quota_exceeded",
+        SkipReason::QuotaUnavailable { .. } => "quota_unavailable",
+        SkipReason::OverBudget { .. } => "over_budget",
+        _ => "other",
+    }
+}
 
 /// The `outcome` label of each [`OutcomeKind`], by [`OutcomeKind::index`].
 const OUTCOMES: [(OutcomeKind, &str); 5] = [
@@ -103,20 +250,33 @@ impl TenantLabels {
     }
 }
 
+/// The core's quota counters, published as they are.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QuotaCounts {
+    /// Jobs the quotas admitted.
+    pub(crate) admissions: u64,
+    /// Cost charged against the cost budgets.
+    pub(crate) cost_charged: u64,
+}
+
 /// The supervisor's metrics state (see the module docs).
 pub(crate) struct Metrics {
     resources: Vec<(ResourceId, PerResource)>,
     refusals: HashMap<String, Counter>,
+    /// Skip counters by (resource, reason label): bounded by the resources and the reasons.
+    skips: HashMap<(ResourceId, &'static str), Counter>,
     tenants: Option<TenantLabels>,
     published_at: Option<Duration>,
 }
 
 impl Metrics {
     pub(crate) fn new(config: &weir::Config) -> Self {
+        describe();
         let max = config.metrics.tenant_labels as usize;
         Self {
             resources: Vec::new(),
             refusals: HashMap::new(),
+            skips: HashMap::new(),
             tenants: (max > 0).then(|| TenantLabels {
                 max,
                 named: HashMap::new(),
@@ -163,11 +323,24 @@ impl Metrics {
         }
     }
 
-    /// A job was skipped: a quota's refusal is counted under its limit.
-    pub(crate) fn skipped(&mut self, reason: &SkipReason) {
+    /// A job (of `resource`, if it is not a resuming parent) was skipped: counted by
+    /// reason, and a quota's refusal under its limit.
+    pub(crate) fn skipped(&mut self, resource: Option<&ResourceId>, reason: &SkipReason) {
+        if let Some(resource) = resource {
+            let label = skip_label(reason);
+            match self.skips.get(&(resource.clone(), label)) {
+                Some(c) => c.increment(1),
+                None => {
+                    let c = counter!("weir_jobs_skipped_total",
+                        "resource" => resource.to_string(), "reason" => label);
+                    c.increment(1);
+                    self.skips.insert((resource.clone(), label), c);
+                }
+            }
+        }
         let limit = match reason {
             SkipReason::QuotaExceeded { limit, .. } | SkipReason::OverBudget { limit, .. } => limit,
-            // NoSlot, and reasons added later: counted in `weir_jobs_total` only.
+            // NoSlot, and reasons added later: counted by reason only.
             _ => return,
         };
         // Limits are configured quota names, so this map is bounded by the configuration.
@@ -197,7 +370,8 @@ impl Metrics {
     pub(crate) fn publish(
         &mut self,
         snap: &StatsSnapshot,
-        quota_admissions: u64,
+        config: &weir::Config,
+        quotas: QuotaCounts,
         backends: &BTreeMap<String, BackendSnapshot>,
     ) {
         self.published_at = Some(snap.at);
@@ -227,6 +401,9 @@ impl Metrics {
             gauge!("weir_slots", &res()).set(r.cap);
             // The adaptive limit where one is configured; else the cap.
             gauge!("weir_limit", &res()).set(r.limit);
+            if let Some(adaptive) = config.resources.get(name).and_then(|c| c.adaptive) {
+                gauge!("weir_limit_min", &res()).set(adaptive.min);
+            }
             gauge!("weir_jobs_in_flight", &res()).set(r.in_flight);
             gauge!("weir_jobs_peak_in_flight", &res()).set(r.peak_in_flight);
             gauge!("weir_jobs_queued", &res()).set(r.queued as f64);
@@ -248,7 +425,8 @@ impl Metrics {
             counter!("weir_retries_total", &res()).absolute(g.retries);
             counter!("weir_fallbacks_total", &res()).absolute(g.fallbacks);
         }
-        counter!("weir_quota_admissions_total").absolute(quota_admissions);
+        counter!("weir_quota_admissions_total").absolute(quotas.admissions);
+        counter!("weir_quota_cost_charged_total").absolute(quotas.cost_charged);
         for (name, b) in backends {
             let res = || [("resource", name.clone())];
             counter!("weir_backend_grants_total", &res()).absolute(b.grants);

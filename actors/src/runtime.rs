@@ -14,8 +14,8 @@ use crate::job::handle::{BlockingTicket, JobHandle};
 use crate::job::link::{Link, SubmitError};
 use crate::job::Job;
 use crate::supervisor::{
-    GetBackendStats, GetStats, GetUsage, Published, Reconfigure, SetMaxConcurrent, Shutdown, ShutdownReport,
-    Supervisor,
+    GetBackendStats, GetStats, GetUsage, Published, Reconfigure, SetMaxConcurrent, SharedRefusalBreakers,
+    Shutdown, ShutdownReport, Supervisor,
 };
 use crate::worker::WorkerPool;
 
@@ -36,6 +36,8 @@ struct Inner {
     config: Published,
     /// Submissions go to the supervisor through the same link its jobs use.
     link: Link,
+    /// Breaker states at slot refusals (the supervisor writes them).
+    refusal_breakers: SharedRefusalBreakers,
     /// What the supervisor leaves when it stops; see [`Stopped`].
     stopped: Arc<Stopped>,
 }
@@ -160,6 +162,7 @@ impl Runtime {
         let (runtime_tx, runtime_rx) = std::sync::mpsc::channel();
         let cfg = config.clone();
         let published: Published = Arc::new(Mutex::new(Arc::new(config)));
+        let refusal_breakers = SharedRefusalBreakers::default();
         let make = move |ctx: &mut actix::Context<Supervisor>| {
             let addr = ctx.address();
             let link = Link::new(
@@ -176,6 +179,7 @@ impl Runtime {
                     supervisor: addr,
                     config: published.clone(),
                     link: link.clone(),
+                    refusal_breakers: refusal_breakers.clone(),
                     stopped: stopped.clone(),
                 }),
             };
@@ -183,7 +187,15 @@ impl Runtime {
             let mut all_arbiters = arbiters;
             all_arbiters.extend(supervisor_arbiter);
             let on_stopped = Box::new(move |last| stopped.on_stopped(last));
-            Supervisor::new(cfg, link, on_stopped, workers, all_arbiters, published)
+            Supervisor::new(
+                cfg,
+                link,
+                on_stopped,
+                workers,
+                all_arbiters,
+                published,
+                refusal_breakers,
+            )
         };
         match handle {
             Some(handle) => Supervisor::start_in_arbiter(&handle, make),
@@ -198,6 +210,12 @@ impl Runtime {
     /// without fan-out batching).
     pub(crate) fn link(&self) -> &Link {
         &self.inner.link
+    }
+
+    /// True when `resource`'s breaker was open at its latest slot refusal: a refusal's
+    /// wording without a stats round trip (see `supervisor/breakers.rs`).
+    pub(crate) fn breaker_was_open_at_refusal(&self, resource: &ResourceId) -> bool {
+        self.inner.refusal_breakers.was_open(resource)
     }
 
     /// The configuration the runtime runs with now: the one it started with, as changed

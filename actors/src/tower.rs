@@ -12,6 +12,17 @@
 //! `poll_ready` is always ready: waiting for a slot happens in the runtime's queue, where
 //! the wait timeout and fairness apply, not in tower's back-pressure.
 //!
+//! Dropping the response future cancels the call's job, as tower's `ConcurrencyLimit`
+//! releases its permit when its response future is dropped: a call still waiting for a
+//! slot leaves the queue, and a running one has its inner future dropped and its slot
+//! given back at once. An HTTP client that hangs up (the server drops the handler's
+//! future) thus frees its slot for the next caller, instead of holding it until the inner
+//! call ends or the lease runs out.
+//!
+//! A refusal for want of a slot is worded from what the supervisor recorded at the
+//! refusal (the resource's breaker state then), not from a [`Runtime::stats`] round trip:
+//! under overload every refusal would otherwise cost a snapshot.
+//!
 //! ```
 //! use std::time::Duration;
 //! use tower_service::Service;
@@ -43,9 +54,9 @@ use std::time::Duration;
 
 pub use tower_layer::Layer;
 pub use tower_service::Service;
-use weir::{BreakerState, JobError, JobSpec, Outcome, ResourceId, SkipReason, TenantId};
+use weir::{JobError, JobSpec, Outcome, ResourceId, SkipReason, TenantId};
 
-use crate::{Runtime, SubmitError};
+use crate::{JobHandle, Runtime, SubmitError};
 
 /// Why a call through [`WeirService`] did not return the inner service's response.
 #[derive(Debug, thiserror::Error)]
@@ -251,8 +262,11 @@ where
                 error
             })
         });
+        // Made here, not in the future: a response future dropped before its first poll
+        // cancels the job too.
+        let job = submitted.map(CancelOnDrop::new);
         Box::pin(async move {
-            let outcome = submitted?.await;
+            let outcome = job?.await;
             match outcome {
                 Outcome::Completed(response) => Ok(response),
                 Outcome::Failed(error) => {
@@ -275,7 +289,7 @@ where
                 Outcome::Skipped(reason @ SkipReason::QuotaUnavailable { .. }) => {
                     Err(WeirError::Stopped(reason.to_string()))
                 }
-                Outcome::Skipped(_) => Err(no_slot(&runtime, resource).await),
+                Outcome::Skipped(_) => Err(no_slot(&runtime, resource)),
                 Outcome::TimedOut => Err(WeirError::Stopped("the call outlived its lease".into())),
                 Outcome::Cancelled => Err(WeirError::Stopped("the call was cancelled".into())),
             }
@@ -283,9 +297,43 @@ where
     }
 }
 
+/// The job of a call whose response future is still held: dropping it before the outcome
+/// came cancels the job (see the module docs).
+struct CancelOnDrop<T> {
+    handle: JobHandle<T>,
+    ended: bool,
+}
+
+impl<T> CancelOnDrop<T> {
+    fn new(handle: JobHandle<T>) -> Self {
+        Self { handle, ended: false }
+    }
+}
+
+impl<T> Future for CancelOnDrop<T> {
+    type Output = Outcome<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let outcome = Pin::new(&mut self.handle).poll(cx);
+        if outcome.is_ready() {
+            self.ended = true;
+        }
+        outcome
+    }
+}
+
+impl<T> Drop for CancelOnDrop<T> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.handle.cancel();
+        }
+    }
+}
+
 /// A call that got no slot: an open breaker holds every slot back, else the pool was
-/// busy for the whole wait.
-async fn no_slot<E>(runtime: &Runtime, resource: ResourceId) -> WeirError<E> {
+/// busy for the whole wait. The breaker's state is the one the supervisor recorded at
+/// this refusal (no stats round trip).
+fn no_slot<E>(runtime: &Runtime, resource: ResourceId) -> WeirError<E> {
     let config = runtime.config();
     let breaker = config
         .resources
@@ -293,12 +341,7 @@ async fn no_slot<E>(runtime: &Runtime, resource: ResourceId) -> WeirError<E> {
         .and_then(|r| r.breaker.as_ref())
         .map(|b| b.cooldown);
     if let Some(cooldown) = breaker {
-        let stats = runtime.stats().await;
-        let state = stats
-            .resources
-            .get(resource.as_str())
-            .and_then(|r| r.resilience.breaker);
-        if state == Some(BreakerState::Open) {
+        if runtime.breaker_was_open_at_refusal(&resource) {
             return WeirError::BreakerOpen { resource, cooldown };
         }
     }

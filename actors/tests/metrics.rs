@@ -154,3 +154,86 @@ fn the_placement_gauge_shows_which_resources_left_the_supervisors_thread() {
         runtime.shutdown(Duration::from_secs(5)).await;
     });
 }
+
+/// Issue 25: skips are counted by reason, the cost charged counts each admitted job once
+/// (its reported cost, not its estimate; nothing for one that never ran) however many
+/// cost budgets apply, and an adaptive resource's floor is exported beside its limit.
+#[test]
+fn skips_by_reason_cost_charged_once_per_job_and_the_adaptive_floor_are_exported() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    paused(async {
+        let config = Config::from_toml_str(
+            r#"
+            [resources.store]
+            max_concurrent = 1
+            slot_wait_timeout = "1s"
+            [resources.db]
+            max_concurrent = 10
+            adaptive = { min = 3 }
+            [quotas.per_user]
+            windows = [{ limit = 100, per = "1m" }]
+            cost_budget = 1000
+            cost_window = "1day"
+            [quotas.global]
+            scope = "global"
+            windows = [{ limit = 100, per = "1h" }]
+            cost_budget = 100000
+            cost_window = "1day"
+            "#,
+        )
+        .unwrap();
+        let runtime = Runtime::start(config).unwrap();
+        let holder = runtime
+            .submit(
+                JobSpec::new("alice", "store").estimated_cost(10),
+                |ctx| async move {
+                    ctx.report_cost(7);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    Ok::<_, JobError>(())
+                },
+            )
+            .unwrap();
+        let starved = runtime
+            .submit(JobSpec::new("alice", "store").estimated_cost(20), |_ctx| async {
+                Ok::<_, JobError>(())
+            })
+            .unwrap();
+        let too_dear = runtime
+            .submit(JobSpec::new("bob", "store").estimated_cost(5000), |_ctx| async {
+                Ok::<_, JobError>(())
+            })
+            .unwrap();
+        let db = runtime
+            .submit(JobSpec::new("bob", "db"), |_ctx| async { Ok::<_, JobError>(()) })
+            .unwrap();
+        assert!(holder.await.is_completed());
+        assert!(matches!(
+            starved.await,
+            Outcome::Skipped(weir::SkipReason::NoSlot)
+        ));
+        assert!(matches!(
+            too_dear.await,
+            Outcome::Skipped(weir::SkipReason::OverBudget { .. })
+        ));
+        assert!(db.await.is_completed());
+
+        runtime.stats().await;
+        let text = handle.render();
+        let skips = |reason: &str| {
+            value(
+                &text,
+                &format!("weir_jobs_skipped_total{{resource=\"store\",reason=\"{reason}\"}}"),
+            )
+        };
+        assert_eq!(skips("no_slot"), Some(1.0), "{text}");
+        assert_eq!(skips("over_budget"), Some(1.0));
+        assert_eq!(skips("quota_exceeded"), None, "a reason never seen has no series");
+        assert_eq!(value(&text, "weir_quota_cost_charged_total"), Some(7.0));
+        assert_eq!(value(&text, "weir_limit_min{resource=\"db\"}"), Some(3.0));
+        assert_eq!(value(&text, "weir_limit_min{resource=\"store\"}"), None);
+        assert!(text.contains("# HELP weir_jobs_skipped_total "), "{text}");
+        runtime.shutdown(Duration::from_secs(1)).await;
+    });
+}

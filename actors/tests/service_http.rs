@@ -11,7 +11,7 @@ mod app;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use reqwest::StatusCode;
@@ -23,7 +23,14 @@ use weir_actors::Runtime;
 fn recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().unwrap())
+        .get_or_init(|| {
+            // As the example's main.rs: the durations as histograms.
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Prefix("weir_job_".into()), weir_actors::DURATION_BUCKETS)
+                .unwrap()
+                .install_recorder()
+                .unwrap()
+        })
         .clone()
 }
 
@@ -151,6 +158,20 @@ fn quotas_answer_429_with_retry_after_and_stats_and_metrics_match_what_clients_s
             Some(10.0)
         );
 
+        assert_eq!(
+            metric(
+                &text,
+                "weir_jobs_skipped_total{resource=\"query\",reason=\"quota_exceeded\"}"
+            ),
+            Some(1.0)
+        );
+        // Ten of alice's and one of bob's, each at its estimate (the job reports none).
+        assert_eq!(
+            metric(&text, "weir_quota_cost_charged_total"),
+            Some((11 * app::cost_of(16)) as f64)
+        );
+        the_exposition_passes_promtool_with_help_on_every_series_and_histograms(&text);
+
         let r = client.get(format!("{url}/health")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let health: Value = r.json().await.unwrap();
@@ -162,6 +183,45 @@ fn quotas_answer_429_with_retry_after_and_stats_and_metrics_match_what_clients_s
         let health: Value = r.json().await.unwrap();
         assert_eq!(health["checks"]["runtime"], "stopped");
     });
+}
+
+/// Issue 25: `promtool check metrics` (Prometheus's own linter: HELP text, units, counter
+/// names) exits 0 on the service's /metrics after a load; every series has HELP; the wait
+/// and run durations are histograms, not summaries.
+fn the_exposition_passes_promtool_with_help_on_every_series_and_histograms(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let typed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(typed.len() > 20, "{text}");
+    for name in &typed {
+        assert!(text.contains(&format!("# HELP {name} ")), "no HELP for {name}");
+    }
+    for name in ["weir_job_wait_seconds", "weir_job_run_seconds"] {
+        assert!(
+            text.contains(&format!("# TYPE {name} histogram")),
+            "{name} is not a histogram:\n{text}"
+        );
+        assert!(text.contains(&format!("{name}_bucket{{resource=\"query\",le=\"0.001\"}}")));
+    }
 }
 
 fn each_kind_of_bad_request_gets_its_400_and_random_requests_never_fail_the_server() {

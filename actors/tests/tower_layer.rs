@@ -116,3 +116,85 @@ fn no_slot_within_the_wait_and_an_open_breaker_are_told_apart() {
         runtime.shutdown(Duration::from_secs(1)).await;
     });
 }
+
+/// Issue 25: a caller that hangs up gives its slot back, as with tower's
+/// `ConcurrencyLimit`. Cap 1; the first call's inner service never answers; dropping its
+/// response future lets a second call reach the inner service within 100 ms (of the
+/// paused clock: the slot comes back at the cancellation, not at the 30 s lease).
+#[test]
+fn dropping_a_running_calls_response_future_gives_its_slot_to_the_next_call() {
+    paused(async {
+        let config =
+            Config::from_toml_str("[resources.store]\nmax_concurrent = 1\nslot_lease_timeout = \"30s\"\n")
+                .unwrap();
+        let runtime = Runtime::start(config).unwrap();
+        let (reached_tx, mut reached) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        let inner = service_fn(move |req: Req| {
+            let reached_tx = reached_tx.clone();
+            async move {
+                let _ = reached_tx.send(req.1);
+                if req.1 == 1 {
+                    futures::future::pending::<()>().await; // never answers
+                }
+                Ok::<_, JobError>(req.1)
+            }
+        });
+        let service = WeirLayer::new(runtime.clone(), "store", tenant).layer(inner);
+        let mut first = Box::pin(service.clone().oneshot(("alice", 1)));
+        // Drive the first call until its inner service holds the slot.
+        tokio::select! {
+            _ = &mut first => panic!("the first call never answers"),
+            got = reached.recv() => assert_eq!(got, Some(1)),
+        }
+        drop(first); // the client hung up
+        let start = tokio::time::Instant::now();
+        let second = tokio::spawn(service.clone().oneshot(("bob", 2)));
+        let got = tokio::time::timeout(Duration::from_millis(100), reached.recv()).await;
+        assert_eq!(got, Ok(Some(2)), "the second call reached the inner service");
+        assert!(start.elapsed() <= Duration::from_millis(100));
+        assert_eq!(second.await.unwrap().unwrap(), 2);
+        let stats = runtime.stats().await;
+        assert_eq!(
+            stats.resources["store"].outcomes.cancelled, 1,
+            "the dropped call was cancelled"
+        );
+        runtime.shutdown(Duration::from_secs(1)).await;
+    });
+}
+
+/// Issue 25: a call still waiting for a slot whose response future is dropped leaves the
+/// queue at once (its job ends `Cancelled` without running), not at its wait timeout.
+#[test]
+fn dropping_a_waiting_calls_response_future_takes_it_out_of_the_queue() {
+    paused(async {
+        let config =
+            Config::from_toml_str("[resources.store]\nmax_concurrent = 1\nslot_wait_timeout = \"60s\"\n")
+                .unwrap();
+        let runtime = Runtime::start(config).unwrap();
+        let (ran_tx, mut ran) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        let inner = service_fn(move |req: Req| {
+            let ran_tx = ran_tx.clone();
+            async move {
+                let _ = ran_tx.send(req.1);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok::<_, JobError>(req.1)
+            }
+        });
+        let service = WeirLayer::new(runtime.clone(), "store", tenant).layer(inner);
+        let holder = tokio::spawn(service.clone().oneshot(("alice", 1)));
+        assert_eq!(ran.recv().await, Some(1));
+        let mut waiting = Box::pin(service.clone().oneshot(("bob", 2)));
+        // Polled once, so it is submitted and queued behind the holder.
+        assert!(futures::poll!(&mut waiting).is_pending());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(runtime.stats().await.resources["store"].queued, 1);
+        drop(waiting);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let stats = runtime.stats().await;
+        assert_eq!(stats.resources["store"].queued, 0, "it left the queue");
+        assert_eq!(stats.resources["store"].outcomes.cancelled, 1);
+        assert_eq!(holder.await.unwrap().unwrap(), 1);
+        assert!(ran.try_recv().is_err(), "the dropped call never ran");
+        runtime.shutdown(Duration::from_secs(1)).await;
+    });
+}

@@ -146,6 +146,10 @@ impl<T> Scheduler<T> {
                 self.timers.set_pending(now);
             }
         }
+        if ran || quota.actual.is_some() {
+            let charged = quota.actual.unwrap_or(quota.estimate);
+            self.cost_charged = self.cost_charged.saturating_add(charged);
+        }
         let local = self.quotas.is_empty();
         let fallback = self.shared_quotas.as_mut().map(|s| s.fallback_mut());
         for quotas in std::iter::once(&mut self.quotas)
@@ -157,6 +161,13 @@ impl<T> Scheduler<T> {
                 (_, actual) => quotas.settle(tenant, quota.estimate, actual.unwrap_or(quota.estimate), now),
             }
         }
+    }
+
+    /// Cost charged against the cost budgets so far: each admitted job's actual cost (its
+    /// estimate when it ran without reporting one), once per job however many quotas
+    /// apply; a job that never ran and reported nothing is charged nothing.
+    pub fn quota_cost_charged(&self) -> u64 {
+        self.cost_charged
     }
 
     /// Records the actual cost a running job reports; charged when the job ends.

@@ -204,6 +204,9 @@ pub struct Scheduler<T> {
     /// Live configuration changes applied so far ([`Scheduler::reconfigure`],
     /// [`Scheduler::set_max_concurrent`]).
     reconfigurations: u64,
+    /// Cost charged against the cost budgets so far (each admitted job's actual cost, or
+    /// its estimate when it ran without reporting one), counted once per job.
+    cost_charged: u64,
 }
 
 impl<T> Scheduler<T> {
@@ -223,6 +226,7 @@ impl<T> Scheduler<T> {
             shared_quotas: None,
             pending: Vec::new(),
             reconfigurations: 0,
+            cost_charged: 0,
         };
         let names: Vec<String> = s.config.resources.keys().cloned().collect();
         for name in names {
@@ -391,6 +395,13 @@ impl<T> Scheduler<T> {
     /// tables.
     pub fn resource_index_of(&self, key: JobKey) -> Option<usize> {
         self.live(key).map(|e| e.resource as usize)
+    }
+
+    /// The state of `resource`'s circuit breaker, if it has one (and has seen work): what
+    /// a shell reads to word a refusal without taking a whole snapshot.
+    pub fn breaker_state(&self, resource: &ResourceId) -> Option<crate::BreakerState> {
+        let res = &self.resources[*self.by_name.get(resource)? as usize];
+        res.guard.as_ref()?.breaker_state()
     }
 
     /// The resource with the index [`Scheduler::resource_index_of`] gives.

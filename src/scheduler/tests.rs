@@ -231,3 +231,52 @@ fn set_max_concurrent_lowers_without_preempting_and_raises_at_once() {
     assert_eq!(s.in_flight(&r), 6);
     assert_eq!(s.snapshot(ms(3)).resources["r"].cap, 6);
 }
+
+/// Issue 25: the cost charged counts each admitted job once, at its reported cost (its
+/// estimate when it reported none), though a tenant and a global budget both apply; a
+/// job that never ran and reported nothing is charged nothing.
+#[test]
+fn cost_charged_counts_each_admitted_job_once() {
+    let config = Config::from_toml_str(
+        "[quotas.mine]\nwindows = [{ limit = 100, per = \"1m\" }]\ncost_budget = 1000\ncost_window = \"1day\"\n\
+         [quotas.all]\nscope = \"global\"\nwindows = [{ limit = 100, per = \"1m\" }]\ncost_budget = 1000\ncost_window = \"1day\"\n\
+         [resources.r]\nmax_concurrent = 1\n",
+    )
+    .unwrap();
+    let mut s: Scheduler<u32> = Scheduler::new(config);
+    let reported = s.submit(JobSpec::new("t", "r").estimated_cost(10), 1, ms(0));
+    let estimated = s.submit(JobSpec::new("t", "r").estimated_cost(20), 2, ms(0));
+    let never_ran = s.submit(JobSpec::new("t", "r").estimated_cost(40), 3, ms(0));
+    let mut ev = poll(&mut s, ms(0));
+    assert_eq!(granted(&mut ev), vec![(reported, 1)]);
+    s.report_cost(reported, 7).unwrap();
+    s.complete(reported, OutcomeKind::Completed, ms(1)).unwrap();
+    let mut ev = poll(&mut s, ms(1));
+    assert_eq!(granted(&mut ev), vec![(estimated, 2)]);
+    s.complete(estimated, OutcomeKind::Completed, ms(2)).unwrap();
+    assert!(matches!(s.cancel_at(never_ran, ms(2)), Cancelled::Removed(_)));
+    assert_eq!(s.quota_cost_charged(), 7 + 20);
+}
+
+/// Issue 25: a resource's breaker state is read by name, without a snapshot; a resource
+/// without a breaker has none.
+#[test]
+fn breaker_state_is_read_by_resource() {
+    let config = Config::from_toml_str(
+        "[resources.flaky]\nbreaker = { error_rate = 0.5, window = \"60s\", min_calls = 2, cooldown = \"30s\" }\n\
+         [resources.plain]\nmax_concurrent = 1\n",
+    )
+    .unwrap();
+    let mut s: Scheduler<u32> = Scheduler::new(config);
+    let flaky = ResourceId::new("flaky");
+    assert_eq!(s.breaker_state(&flaky), Some(crate::BreakerState::Closed));
+    assert_eq!(s.breaker_state(&ResourceId::new("plain")), None);
+    assert_eq!(s.breaker_state(&ResourceId::new("unknown")), None);
+    for (i, at) in [(1, 0), (2, 1)] {
+        let key = s.submit(JobSpec::new("t", "flaky"), i, ms(at));
+        let mut ev = poll(&mut s, ms(at));
+        assert_eq!(granted(&mut ev), vec![(key, i)]);
+        s.complete(key, OutcomeKind::Failed, ms(at)).unwrap();
+    }
+    assert_eq!(s.breaker_state(&flaky), Some(crate::BreakerState::Open));
+}

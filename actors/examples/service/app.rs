@@ -7,7 +7,6 @@
 //! demonstrates: the `/query` route calls a tower service wrapped in
 //! `weir_actors::tower::WeirLayer`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +36,19 @@ pub(crate) struct Query {
     bytes: usize,
     cost: u64,
     latency: Duration,
+    /// The body asked the downstream to fail (`"fail": true`), as a store in an outage
+    /// answers: for trying the breaker, the error rate and their alerts.
+    fail: bool,
+}
+
+/// What the downstream answers a query that asked it to fail.
+#[derive(Clone, Debug)]
+pub(crate) struct DownstreamError;
+
+impl std::fmt::Display for DownstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the downstream failed the query")
+    }
 }
 
 /// What `POST /query` answers.
@@ -64,7 +76,7 @@ pub(crate) fn cost_of(bytes: usize) -> u64 {
 struct App {
     runtime: Runtime,
     metrics: PrometheusHandle,
-    query: BoxCloneSyncService<Query, Answer, WeirError<Infallible>>,
+    query: BoxCloneSyncService<Query, Answer, WeirError<DownstreamError>>,
     settings: Settings,
 }
 
@@ -73,7 +85,10 @@ struct App {
 pub(crate) fn router(runtime: Runtime, metrics: PrometheusHandle, settings: Settings) -> Router {
     let downstream = tower::service_fn(|q: Query| async move {
         tokio::time::sleep(q.latency).await; // the downstream's work
-        Ok::<_, Infallible>(Answer {
+        if q.fail {
+            return Err(DownstreamError);
+        }
+        Ok(Answer {
             user: q.user,
             bytes: q.bytes,
             cost_microdollars: q.cost,
@@ -132,14 +147,16 @@ async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> R
         Ok(bytes) => bytes,
         Err(_) => return bad_request(format!("body over the limit of {max} bytes")),
     };
-    if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-        return bad_request(format!("body is not JSON: {e}"));
-    }
+    let fail = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(body) => body.get("fail") == Some(&serde_json::Value::Bool(true)),
+        Err(e) => return bad_request(format!("body is not JSON: {e}")),
+    };
     let q = Query {
         user: user.clone(),
         bytes: bytes.len(),
         cost: cost_of(bytes.len()),
         latency: app.settings.latency,
+        fail,
     };
     match app.query.clone().oneshot(q).await {
         Ok(answer) => (StatusCode::OK, Json(answer)).into_response(),
@@ -147,8 +164,9 @@ async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> R
     }
 }
 
-/// A refusal in HTTP terms: 429 for a quota, 503 for no slot or an open breaker.
-async fn refused(app: &App, user: &str, refusal: WeirError<Infallible>) -> Response {
+/// A refusal in HTTP terms: 429 for a quota, 503 for no slot or an open breaker, 502 for
+/// the downstream's own failure.
+async fn refused(app: &App, user: &str, refusal: WeirError<DownstreamError>) -> Response {
     let message = refusal.to_string();
     let exact = refusal.retry_after();
     let retry_after = exact.map(ceil_secs);
@@ -156,7 +174,7 @@ async fn refused(app: &App, user: &str, refusal: WeirError<Infallible>) -> Respo
         WeirError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         WeirError::NoSlot { .. } | WeirError::BreakerOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
         WeirError::OverBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
-        WeirError::Inner(never) => match *never {},
+        WeirError::Inner(_) => StatusCode::BAD_GATEWAY,
         WeirError::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     let body = json!({

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example service -- --listen 127.0.0.1:8080 [--config FILE]
 //! curl -X POST -H 'x-user-id: alice' -d '{"q":1}' localhost:8080/query
+//! curl -X POST -H 'x-user-id: alice' -d '{"fail":true}' localhost:8080/query  # 502: the downstream fails
 //! curl localhost:8080/stats/alice; curl localhost:8080/health; curl localhost:8080/metrics
 //! kill -HUP <pid>   # reloads --config live, or logs why not and keeps the old one
 //! ```
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use weir_actors::Runtime;
 
 #[derive(Debug, Parser)]
@@ -41,8 +42,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => weir_actors::load_config(Some(path))?,
         None => weir::Config::from_toml_str(include_str!("service.toml"))?,
     };
-    // Installed before the runtime starts: its supervisor registers its series then.
-    let metrics = PrometheusBuilder::new().install_recorder()?;
+    // Installed before the runtime starts: its supervisor registers and describes its
+    // series then. The wait and run durations get buckets, so they are exported as
+    // histograms (which add up across replicas) rather than per-process summaries.
+    let metrics = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Prefix("weir_job_".into()), weir_actors::DURATION_BUCKETS)?
+        .install_recorder()?;
     let runtime = Runtime::start(config)?;
     let settings = app::Settings {
         latency: Duration::from_millis(args.latency_ms),

@@ -19,8 +19,9 @@ use actix::{Actor, AsyncContext, Context, Handler};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use weir::engine::BatchSchedule;
-use weir::{Event, JobKey, Outcome, ResourceId, Scheduler, StatsSnapshot};
+use weir::{Event, JobKey, Outcome, ResourceId, Scheduler, SkipReason, StatsSnapshot};
 
+mod breakers;
 mod inputs;
 mod leases;
 mod limits;
@@ -28,6 +29,7 @@ mod queries;
 mod quotas;
 mod shutdown;
 
+pub(crate) use breakers::SharedRefusalBreakers;
 pub(crate) use limits::{Published, Reconfigure, SetMaxConcurrent};
 pub(crate) use queries::{GetBackendStats, GetStats, GetUsage};
 pub(crate) use shutdown::Shutdown;
@@ -40,7 +42,7 @@ use crate::job::inbox::Intake;
 use crate::job::link::{Drain, Link};
 use crate::job::slot::SlotReturn;
 use crate::job::stop::{Stop, StopReason};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, QuotaCounts};
 use crate::redis_pool::{Settle, SharedQuotaStore, SharedSlots, Want};
 use crate::wake::Wake;
 use crate::worker::{Placements, Run, WorkerPool};
@@ -104,6 +106,8 @@ pub(crate) struct Supervisor {
     metrics: Metrics,
     /// The configuration in force, for the public handle (see `limits.rs`).
     published: Published,
+    /// Breaker states at slot refusals, for the public handle (see `breakers.rs`).
+    refusal_breakers: SharedRefusalBreakers,
 }
 
 impl Supervisor {
@@ -114,6 +118,7 @@ impl Supervisor {
         workers: WorkerPool,
         arbiters: Vec<actix_rt::Arbiter>,
         published: Published,
+        refusal_breakers: SharedRefusalBreakers,
     ) -> Self {
         let schedule = BatchSchedule::new(config.scheduler.org_batch_size, config.scheduler.batch_delay);
         let any_budget = config.resources.values().any(|r| r.call_budget.is_some());
@@ -139,6 +144,7 @@ impl Supervisor {
             quota_settles: Vec::new(),
             intake: Vec::new(),
             published,
+            refusal_breakers,
         }
     }
 
@@ -188,7 +194,17 @@ impl Supervisor {
                 Event::Skipped { key, payload, reason } => {
                     // Skipped while it waited for a global lease: it had left the queue.
                     let waited_for_lease = self.shared.release(key);
-                    self.metrics.skipped(&reason);
+                    let resource = match &payload {
+                        Payload::Fresh(task) => Some(&task.resource),
+                        Payload::Resume(_) => None,
+                    };
+                    self.metrics.skipped(resource, &reason);
+                    if let (Some(resource), SkipReason::NoSlot) = (resource, &reason) {
+                        // Before the outcome goes out, so its caller reads this state.
+                        if let Some(state) = self.core.breaker_state(resource) {
+                            self.refusal_breakers.refused(resource, state);
+                        }
+                    }
                     if let Payload::Fresh(task) = payload {
                         if !waited_for_lease {
                             left_waiting += 1;
@@ -239,8 +255,11 @@ impl Supervisor {
         if let Some(store) = &self.quota_store {
             backends.insert("quotas".into(), store.snapshot());
         }
-        self.metrics
-            .publish(&snap, self.core.quota_admissions(), &backends);
+        let quotas = QuotaCounts {
+            admissions: self.core.quota_admissions(),
+            cost_charged: self.core.quota_cost_charged(),
+        };
+        self.metrics.publish(&snap, self.core.config(), quotas, &backends);
         for (index, threads) in self.placements.on_threads(now) {
             if let Some(resource) = self.core.resource_at(index) {
                 self.metrics.bodies_on_threads(resource, threads);
