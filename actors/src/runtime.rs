@@ -37,6 +37,8 @@ struct Inner {
     /// Submissions go to the supervisor through the same link its jobs use.
     link: Link,
     /// Breaker states at slot refusals (the supervisor writes them).
+    // Read by the tower layer only (`tower` feature), to word its refusals.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     refusal_breakers: SharedRefusalBreakers,
     /// What the supervisor leaves when it stops; see [`Stopped`].
     stopped: Arc<Stopped>,
@@ -214,6 +216,7 @@ impl Runtime {
 
     /// True when `resource`'s breaker was open at its latest slot refusal: a refusal's
     /// wording without a stats round trip (see `supervisor/breakers.rs`).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn breaker_was_open_at_refusal(&self, resource: &ResourceId) -> bool {
         self.inner.refusal_breakers.was_open(resource)
     }

@@ -33,7 +33,9 @@ impl RefusalBreakers {
         }
     }
 
-    /// True when `resource`'s breaker was open at its latest refusal.
+    /// True when `resource`'s breaker was open at its latest refusal (asked by the tower
+    /// layer, so unused without the `tower` feature).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn was_open(&self, resource: &ResourceId) -> bool {
         let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         states.get(resource) == Some(&BreakerState::Open)
