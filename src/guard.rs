@@ -69,8 +69,9 @@ pub(crate) enum Gate {
     Open(Duration),
     /// Not now: ask again at this instant (`None`: when an outcome arrives).
     Wait(Option<Duration>),
-    /// Still waiting for a limiter instant already scheduled.
-    Limited,
+    /// Still waiting for the limiter instant it named before (ask again then; the
+    /// wake-up asked for then may have been merged into an earlier one).
+    Limited(Duration),
 }
 
 /// The rate limit of a resource: fixed (governor's GCRA) or learned.
@@ -277,7 +278,7 @@ impl Guard {
         }
         if let Some(until) = self.limited_until {
             if now < until {
-                return Gate::Limited;
+                return Gate::Limited(until);
             }
             self.limited_until = None;
         }

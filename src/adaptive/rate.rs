@@ -15,14 +15,19 @@
 //!   until that instant (not only the refused job's retry): the downstream said when it
 //!   takes calls again, and a call before then is a call it refuses.
 //! * **Increase.** A call that succeeds while the rate is the bottleneck (the pacer made a
-//!   grant wait within the last `per`) adds `step / rate` to the rate, so the rate grows by
-//!   about `step` requests per `per` while it is in use. `step` starts at 1 after each cut
-//!   and doubles for each `per` that passes without one (capped at a quarter of the rate,
-//!   and at least 1): close to the rate that was last refused the rate creeps up, and
-//!   after the downstream raised its limit the rate finds it in a few `per`s instead of
-//!   one request per `per` at a time. Before the first cut this is TCP's slow start.
-//!   A call that ended while the pacer was idle says nothing about whether a higher rate
-//!   would pass, and leaves the rate as it is.
+//!   grant wait within the last `per`) raises the rate; one that ended while the pacer
+//!   was idle says nothing about whether a higher rate would pass. How much depends on
+//!   where the rate stands against `peak`, the rate at the last cut (after CUBIC, which
+//!   grows slowly near the window of its last loss and faster away from it):
+//!   * below `peak`, each success adds `peak / 1000`: about a hundred calls from a cut
+//!     back to `peak`, however high the rate, so the one or two refusals that end each
+//!     cycle are about 1 % of the calls, and the rate spends its time within 10 % under
+//!     `peak` (TCP's congestion avoidance, counted per call rather than per round trip);
+//!   * above `peak` (the downstream may have raised its limit), the increment doubles for
+//!     each `per` spent there, up to half a request per success (half the rate per
+//!     `per`), so a raised limit is found in a few `per`s;
+//!   * before the first cut there is no `peak`: half a request per success, doubling the
+//!     rate in about two `per`s (TCP's slow start).
 //! * **Pacing.** Calls are spaced by `per / (rate x safety_factor)` with a burst of
 //!   `burst`, by GCRA (a theoretical arrival time, `tat`). Written by hand rather than
 //!   through governor as the fixed rate is: governor's quota is fixed when its limiter is
@@ -39,8 +44,10 @@ use std::time::Duration;
 use super::BACKOFF;
 use crate::config::resilience::RateLimitConfig;
 
-/// Largest increase step as a share of the rate.
-const MAX_STEP_SHARE: f64 = 0.25;
+/// What a success adds below the last cut's rate, as a share of that rate.
+const RECOVERY_STEP: f64 = 0.001;
+/// The most a success adds (requests per `per`): half the rate per `per` at full use.
+const MAX_STEP: f64 = 0.5;
 
 /// A learned request rate for one resource (see the module docs).
 #[derive(Debug, Clone)]
@@ -56,8 +63,10 @@ pub struct AdaptiveRate {
     tat: Duration,
     /// Grants made when the rate was last cut; refusals of those calls are ignored.
     recover: u64,
-    /// When the rate was last cut (or created): the increase step doubles per `per` since.
-    last_cut: Duration,
+    /// The rate just before the last cut; `None` before the first.
+    peak: Option<f64>,
+    /// Since when the rate has been above `peak` (the probe's increment doubles per `per`).
+    above_peak_since: Option<Duration>,
     /// No call before this instant: the latest Retry-After a refusal carried.
     paused_until: Duration,
     /// The last instant the pacer made a grant wait (the rate was the bottleneck).
@@ -84,7 +93,8 @@ impl AdaptiveRate {
             burst: cfg.burst.max(1),
             tat: now,
             recover: 0,
-            last_cut: now,
+            peak: None,
+            above_peak_since: None,
             paused_until: Duration::ZERO,
             last_limited: None,
             cuts: 0,
@@ -147,7 +157,8 @@ impl AdaptiveRate {
             return false;
         }
         self.recover = grants;
-        self.last_cut = now;
+        self.peak = Some(self.estimate);
+        self.above_peak_since = None;
         self.cuts += 1;
         self.estimate = (self.estimate * BACKOFF).clamp(self.min, self.ceiling);
         true
@@ -161,10 +172,16 @@ impl AdaptiveRate {
         if !in_use {
             return;
         }
-        let pers = now.saturating_sub(self.last_cut).as_secs_f64() / self.per.as_secs_f64();
-        let doubling = 2f64.powi(pers.floor().min(30.0) as i32);
-        let step = doubling.min(self.estimate * MAX_STEP_SHARE).max(1.0);
-        let next = self.estimate + step / self.estimate.max(1.0);
+        let step = match self.peak {
+            None => MAX_STEP,
+            Some(peak) if self.estimate < peak => peak * RECOVERY_STEP,
+            Some(peak) => {
+                let since = *self.above_peak_since.get_or_insert(now);
+                let pers = now.saturating_sub(since).as_secs_f64() / self.per.as_secs_f64();
+                (peak * RECOVERY_STEP * 2f64.powi(pers.floor().min(30.0) as i32)).min(MAX_STEP)
+            }
+        };
+        let next = self.estimate + step;
         if next.is_finite() {
             self.estimate = next.clamp(self.min, self.ceiling);
         }
@@ -173,7 +190,7 @@ impl AdaptiveRate {
     /// Takes a new ceiling and pacing settings while it runs, keeping what it learned
     /// (clamped under the new ceiling) and its pause.
     pub fn reconfigure(&mut self, cfg: &RateLimitConfig) {
-        let fresh = Self::new(cfg, self.last_cut);
+        let fresh = Self::new(cfg, self.tat);
         self.min = fresh.min;
         self.ceiling = fresh.ceiling;
         self.estimate = self.estimate.clamp(self.min, self.ceiling);

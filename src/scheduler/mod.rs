@@ -278,7 +278,7 @@ impl<T> Scheduler<T> {
             tenants: TenantLedger::default(),
             // A resource is made on first use, where no `now` is at hand: a learned rate
             // counts its first increase steps from zero, which only lets its slow start
-            // grow sooner (a step stays under a quarter of the rate).
+            // grow sooner (a step stays under half the rate).
             guard: Guard::new(name, self.config.resources.get(name.as_str()), Duration::ZERO),
             global: false,
             gate_wake: None,
