@@ -25,7 +25,7 @@ pub struct ResourceConfig {
     /// Wait timeout of this resource's jobs.
     #[serde(with = "humantime_serde")]
     pub slot_wait_timeout: Option<Duration>,
-    /// Request rate limit (see [`crate::config::resilience`]).
+    /// Request rate limit (see [`RateLimitConfig`]).
     pub rate_limit: Option<RateLimitConfig>,
     /// Circuit breaker.
     pub breaker: Option<BreakerConfig>,
