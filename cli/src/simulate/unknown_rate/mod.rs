@@ -31,7 +31,13 @@ use super::providers::{paced, JobEnd, PolicyTotals};
 use super::{RunOptions, ScenarioKind, ScenarioResults, SimulateError, Speed};
 
 /// The policies, in the order reports list them.
-pub const POLICIES: [&str; 4] = ["static-guess-high", "static-guess-low", "adaptive", "oracle"];
+pub const POLICIES: [&str; 5] = [
+    "static-guess-high",
+    "static-guess-low",
+    "adaptive",
+    "oracle",
+    "adaptive-replicas",
+];
 
 /// How often the plot samples resource a's rate.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
@@ -151,7 +157,7 @@ pub fn policy_config(scenario: &UnknownRateScenario, policy: &str) -> Config {
             a.max_concurrent = Some(s.max_concurrent);
             a.rate_limit = Some(fixed(s.requests));
         }
-        "adaptive" => {
+        "adaptive" | "adaptive-replicas" => {
             let s = p.adaptive;
             a.max_concurrent = Some(s.max_concurrent);
             a.adaptive = Some(AdaptiveConfig {
@@ -221,7 +227,17 @@ async fn run_policy(
     progress: &ProgressBar,
 ) -> Result<PolicyRun, RunError> {
     let config = policy_config(scenario, policy);
-    let runtime = Runtime::start(config.clone())?;
+    // `adaptive-replicas`: that many runtimes, sharing nothing (as processes without
+    // Redis would), each given every n-th job, against the same providers.
+    let replicas = if policy == "adaptive-replicas" {
+        scenario.policies.replicas.max(1)
+    } else {
+        1
+    };
+    let runtimes = (0..replicas)
+        .map(|_| Runtime::start(config.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let runtime = runtimes[0].clone();
     let seed = scenario.seed;
     let a = Arc::new(Provider::new(
         PRIMARY,
@@ -250,20 +266,26 @@ async fn run_policy(
             }
         });
     }
-    // Resource a's rate as the policy has it, for the plot.
+    // Resource a's rate as the policy has it (summed over replicas), for the plot.
     let rate = Arc::new(Mutex::new(Vec::new()));
     let sampler = {
-        let (runtime, rate) = (runtime.clone(), rate.clone());
+        let (runtimes, rate) = (runtimes.clone(), rate.clone());
         let fixed = config.resources[PRIMARY].rate_limit.clone();
         let (scenario, oracle) = (scenario.clone(), policy == "oracle");
         actix_rt::spawn(async move {
             loop {
                 let at = start.elapsed();
-                let stats = runtime.stats().await;
-                let learned = stats
-                    .resources
-                    .get(PRIMARY)
-                    .and_then(|r| r.resilience.learned_requests);
+                let mut learned = None;
+                for runtime in &runtimes {
+                    let stats = runtime.stats().await;
+                    if let Some(l) = stats
+                        .resources
+                        .get(PRIMARY)
+                        .and_then(|r| r.resilience.learned_requests)
+                    {
+                        *learned.get_or_insert(0) += l;
+                    }
+                }
                 let requests = match (learned, oracle) {
                     (Some(l), _) => l as f64,
                     (None, true) => f64::from(true_rate(&scenario, at).1.requests),
@@ -277,6 +299,7 @@ async fn run_policy(
         })
     };
     let mut ends = Vec::new();
+    let mut next = 0usize;
     for &(at, jobs) in arrivals {
         tokio::time::sleep_until(start + at).await;
         for _ in 0..jobs {
@@ -290,7 +313,8 @@ async fn run_policy(
                 // Every 429 is an overload refusal, with its Retry-After if it had one.
                 async move { provider.call().await.map_err(|e| JobError::from(e).overloaded()) }
             });
-            runtime.submit_job(job)?;
+            runtimes[next % runtimes.len()].submit_job(job)?;
+            next += 1;
             let progress = progress.clone();
             ends.push(actix_rt::spawn(async move {
                 let outcome = handle.await;
@@ -307,16 +331,19 @@ async fn run_policy(
         .map(|end| end.expect("a waiting task does not panic"))
         .collect();
     sampler.abort();
-    let stats = runtime.stats().await;
-    runtime.shutdown(Duration::ZERO).await;
     let mut totals = PolicyTotals::default();
-    for r in stats.resources.values() {
-        totals.retries += r.resilience.retries;
-        totals.fallbacks += r.resilience.fallbacks;
-        totals.breaker_opens += r.resilience.opened;
-        totals.limiter_waits += r.resilience.limiter_waits;
+    let mut rate_cuts = 0;
+    for runtime in &runtimes {
+        let stats = runtime.stats().await;
+        runtime.shutdown(Duration::ZERO).await;
+        for r in stats.resources.values() {
+            totals.retries += r.resilience.retries;
+            totals.fallbacks += r.resilience.fallbacks;
+            totals.breaker_opens += r.resilience.opened;
+            totals.limiter_waits += r.resilience.limiter_waits;
+        }
+        rate_cuts += stats.resources.get(PRIMARY).map_or(0, |r| r.resilience.rate_cuts);
     }
-    let rate_cuts = stats.resources.get(PRIMARY).map_or(0, |r| r.resilience.rate_cuts);
     let providers = vec![a.counts(), b.counts()];
     let calls_in_pause = providers.iter().map(|p| p.calls_in_pause).sum();
     let base = ProvidersReport::new(policy, &ends, totals, providers);

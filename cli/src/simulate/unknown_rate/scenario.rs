@@ -45,6 +45,9 @@ pub struct PolicySpecs {
     pub static_guess_low: StaticSpec,
     /// Ceilings for the learned rate and concurrency limit.
     pub adaptive: AdaptiveSpec,
+    /// Runtimes of `adaptive-replicas`: as many processes without Redis, each with
+    /// `adaptive`'s settings and every n-th job, learning on its own (1 ..= 64).
+    pub replicas: u32,
 }
 
 /// A fixed cap and rate (`requests` per a's `per`).
@@ -124,6 +127,7 @@ impl UnknownRateScenario {
         }
         COUNT.check("policies.adaptive.max_concurrent", p.adaptive.max_concurrent)?;
         COUNT.check("policies.adaptive.requests", p.adaptive.requests)?;
+        Count { min: 1, max: 64 }.check("policies.replicas", p.replicas)?;
         for policy in super::POLICIES {
             super::policy_config(self, policy)
                 .validate()
