@@ -109,3 +109,29 @@ fn lease_time_outs_still_open_the_breaker() {
     let state = s.snapshot(ms(1)).resources["p"].resilience.breaker;
     assert_eq!(state, Some(BreakerState::Open));
 }
+
+/// Found by the adaptive-rate property tests: a resource limited until T asked for a
+/// wake-up at T, which was merged into an earlier one; when that earlier one found it
+/// still limited it asked for nothing, and the resource never woke again.
+#[test]
+fn a_resource_still_limited_at_an_earlier_wake_asks_for_its_own() {
+    let mut s = core(LEARNED);
+    for i in 0..3 {
+        s.submit(JobSpec::new("t", "p"), i, ms(0));
+    }
+    let first = granted(&mut poll(&mut s, ms(0)));
+    assert_eq!(first.len(), 1);
+    // The pacer's next grant is due at 10 ms (a wake-up is set for it). At 2 ms a
+    // refusal pauses the resource until 52 ms: that wake-up is merged into the one at 10.
+    assert!(granted(&mut poll(&mut s, ms(1))).is_empty());
+    s.refused(first[0].0, Some(ms(50)), ms(2)).unwrap();
+    s.complete(first[0].0, OutcomeKind::Failed, ms(2)).unwrap();
+    assert!(granted(&mut poll(&mut s, ms(2))).is_empty());
+    assert!(granted(&mut poll(&mut s, ms(10))).is_empty());
+    assert_eq!(
+        s.next_deadline(),
+        Some(ms(52)),
+        "the resource must wake at the pause's end"
+    );
+    assert_eq!(granted(&mut poll(&mut s, ms(52))).len(), 1);
+}
