@@ -76,8 +76,8 @@ pub struct AdaptiveRate {
 }
 
 impl AdaptiveRate {
-    /// The rate of a validated `rate_limit` with an `adaptive` section, created at `now`;
-    /// without one, the rate starts and stays at the ceiling's `min` of 1.
+    /// The rate of a validated `rate_limit` with an `adaptive` section, created at `now`
+    /// (without the section it starts at the ceiling, with a floor of 1).
     pub fn new(cfg: &RateLimitConfig, now: Duration) -> Self {
         let ceiling = f64::from(cfg.requests.max(1));
         let (min, initial) = cfg
