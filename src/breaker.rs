@@ -134,6 +134,11 @@ impl Breaker {
         emptied
     }
 
+    /// Whether an overload refusal counts as a failure (`count_overload`).
+    pub(crate) fn counts_overload(&self) -> bool {
+        self.cfg.count_overload
+    }
+
     /// The state as of the last call (call [`Breaker::tick`] to bring it to `now`).
     pub(crate) fn state(&self) -> BreakerState {
         match self.state {
@@ -295,6 +300,7 @@ mod tests {
             cooldown: Duration::from_secs(60),
             half_open_probes: 2,
             half_open_timeout: Duration::from_secs(10),
+            count_overload: false,
         }
     }
 

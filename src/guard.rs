@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::adaptive::rate::AdaptiveRate;
 use crate::breaker::{Breaker, BreakerState, Permit, Transition};
 use crate::config::resilience::{JitterConfig, RateLimitConfig, RetryConfig, StaggerConfig};
 use crate::config::ResourceConfig;
@@ -37,6 +38,15 @@ pub struct ResilienceStats {
     /// Of those, jobs it took back from the fallback's queue once its breaker had
     /// closed and it had a free slot (the rest ran on the fallback).
     pub returned: u64,
+    /// The learned rate in whole requests per `rate_limit.per` (before the safety
+    /// factor), if the resource's rate limit is adaptive (`rate_limit.adaptive`).
+    pub learned_requests: Option<u64>,
+    /// Overload refusals reported for the resource's calls.
+    pub overloads: u64,
+    /// Times the learned rate was cut.
+    pub rate_cuts: u64,
+    /// Grants postponed because a Retry-After paused the resource.
+    pub paused_waits: u64,
 }
 
 impl ResilienceStats {
@@ -59,15 +69,39 @@ pub(crate) enum Gate {
     Open(Duration),
     /// Not now: ask again at this instant (`None`: when an outcome arrives).
     Wait(Option<Duration>),
-    /// Still waiting for a limiter instant already scheduled.
-    Limited,
+    /// Still waiting for the limiter instant it named before (ask again then; the
+    /// wake-up asked for then may have been merged into an earlier one).
+    Limited(Duration),
+}
+
+/// The rate limit of a resource: fixed (governor's GCRA) or learned.
+#[derive(Debug)]
+enum Limiter {
+    Fixed(RateLimit),
+    Adaptive(Box<AdaptiveRate>),
+}
+
+impl Limiter {
+    fn new(cfg: &RateLimitConfig, now: Duration) -> Self {
+        match cfg.adaptive {
+            Some(_) => Limiter::Adaptive(Box::new(AdaptiveRate::new(cfg, now))),
+            None => Limiter::Fixed(RateLimit::new(cfg)),
+        }
+    }
+
+    fn check(&mut self, now: Duration) -> Result<(), Duration> {
+        match self {
+            Limiter::Fixed(l) => l.check(now),
+            Limiter::Adaptive(l) => l.check(now),
+        }
+    }
 }
 
 /// The policies of one resource.
 #[derive(Debug)]
 pub(crate) struct Guard {
     name: ResourceId,
-    limiter: Option<RateLimit>,
+    limiter: Option<Limiter>,
     /// The limiter's settings, to tell a changed rate from an unchanged one.
     rate: Option<RateLimitConfig>,
     breaker: Option<Breaker>,
@@ -90,7 +124,7 @@ const NO_JITTER: JitterConfig = JitterConfig {
 
 impl Guard {
     /// A guard for a resource that configures any policy, else `None`.
-    pub(crate) fn new(name: &ResourceId, cfg: Option<&ResourceConfig>) -> Option<Box<Guard>> {
+    pub(crate) fn new(name: &ResourceId, cfg: Option<&ResourceConfig>, now: Duration) -> Option<Box<Guard>> {
         let cfg = cfg?;
         let any = cfg.rate_limit.is_some()
             || cfg.breaker.is_some()
@@ -108,7 +142,7 @@ impl Guard {
         let breaker = cfg.breaker.map(Breaker::new);
         Some(Box::new(Guard {
             name: name.clone(),
-            limiter: cfg.rate_limit.as_ref().map(RateLimit::new),
+            limiter: cfg.rate_limit.as_ref().map(|r| Limiter::new(r, now)),
             rate: cfg.rate_limit.clone(),
             stats: ResilienceStats {
                 breaker: breaker.as_ref().map(Breaker::state),
@@ -135,7 +169,7 @@ impl Guard {
         now: Duration,
     ) {
         match slot {
-            None => *slot = Guard::new(name, cfg),
+            None => *slot = Guard::new(name, cfg, now),
             Some(guard) => guard.apply(&cfg.cloned().unwrap_or_default(), now),
         }
     }
@@ -148,11 +182,19 @@ impl Guard {
     /// decision; the jitter's random sequence restarts only when its seed changed.
     fn apply(&mut self, cfg: &ResourceConfig, now: Duration) {
         if cfg.rate_limit != self.rate {
-            self.limiter = cfg.rate_limit.as_ref().map(|r| {
-                let mut limiter = RateLimit::new(r);
-                while limiter.check(now).is_ok() {}
-                limiter
-            });
+            self.limiter = match (self.limiter.take(), cfg.rate_limit.as_ref()) {
+                // A learned rate keeps what it learned (and its pause) under new bounds.
+                (Some(Limiter::Adaptive(mut l)), Some(r)) if r.adaptive.is_some() => {
+                    l.reconfigure(r);
+                    Some(Limiter::Adaptive(l))
+                }
+                (_, Some(r)) => {
+                    let mut limiter = Limiter::new(r, now);
+                    while limiter.check(now).is_ok() {}
+                    Some(limiter)
+                }
+                (_, None) => None,
+            };
             self.rate = cfg.rate_limit.clone();
             self.limited_until = None;
         }
@@ -236,7 +278,7 @@ impl Guard {
         }
         if let Some(until) = self.limited_until {
             if now < until {
-                return Gate::Limited;
+                return Gate::Limited(until);
             }
             self.limited_until = None;
         }
@@ -246,6 +288,9 @@ impl Guard {
                 let wait = at.saturating_sub(now);
                 let wake = (now + self.rng.scale(wait, self.jitter.min, self.jitter.max)).max(at);
                 self.stats.limiter_waits += 1;
+                if self.paused_until(now).is_some() {
+                    self.stats.paused_waits += 1;
+                }
                 self.limited_until = Some(wake);
                 return Gate::Wait(Some(wake));
             }
@@ -258,8 +303,51 @@ impl Guard {
         Gate::Pass(permit)
     }
 
-    /// Records a granted attempt's outcome in the breaker.
+    /// The end of the pause a Retry-After set on the learned rate, if it is after `now`.
+    pub(crate) fn paused_until(&self, now: Duration) -> Option<Duration> {
+        match &self.limiter {
+            Some(Limiter::Adaptive(l)) => l.paused_until(now),
+            _ => None,
+        }
+    }
+
+    /// The downstream refused the call granted as the resource's grant number `grant`
+    /// as overloaded (`grants` grants made so far), asking callers to wait `retry_after`.
+    /// The learned rate, if any, is cut and paused; the attempt's breaker permit is
+    /// handed back uncounted unless the breaker counts overloads (`count_overload`), so
+    /// `complete` or `retry` that follow find no permit. Returns the permit to keep.
+    pub(crate) fn overloaded(
+        &mut self,
+        permit: Option<Permit>,
+        grant: u64,
+        grants: u64,
+        retry_after: Option<Duration>,
+        now: Duration,
+    ) -> Option<Permit> {
+        self.stats.overloads += 1;
+        if let Some(Limiter::Adaptive(l)) = &mut self.limiter {
+            if l.refused(grant, grants, retry_after, now) {
+                self.stats.rate_cuts += 1;
+                tracing::debug!(resource = %self.name, rate = l.rate(), ?retry_after, "learned rate cut");
+            }
+            // A pause moves the instant the resource may grant: ask again then.
+            self.limited_until = None;
+        }
+        match &self.breaker {
+            Some(b) if b.counts_overload() => permit,
+            _ => {
+                self.forget(permit);
+                None
+            }
+        }
+    }
+
+    /// Records a granted attempt's outcome in the breaker (and a success in the learned
+    /// rate).
     pub(crate) fn on_outcome(&mut self, permit: Option<Permit>, outcome: OutcomeKind, now: Duration) {
+        if let (Some(Limiter::Adaptive(l)), OutcomeKind::Completed) = (&mut self.limiter, outcome) {
+            l.succeeded(now);
+        }
         let (Some(b), Some(permit)) = (&mut self.breaker, permit) else {
             return;
         };
@@ -304,9 +392,14 @@ impl Guard {
     /// The counters at `now`.
     pub(crate) fn snapshot(&self, now: Duration) -> ResilienceStats {
         let (window_calls, window_failures) = self.breaker.as_ref().map_or((0, 0), |b| b.window(now));
+        let learned_requests = match &self.limiter {
+            Some(Limiter::Adaptive(l)) => Some(l.rate().floor() as u64),
+            _ => None,
+        };
         ResilienceStats {
             window_calls,
             window_failures,
+            learned_requests,
             ..self.stats
         }
     }

@@ -58,7 +58,8 @@ pub use breaker::BreakerState;
 // Every configuration type has one path, at the crate root; `allowed` (each field's range)
 // is the one module of the configuration that is public.
 pub use config::resilience::{
-    BreakerConfig, CallBudgetConfig, JitterConfig, RateLimitConfig, RetryConfig, StaggerConfig,
+    AdaptiveRateConfig, BreakerConfig, CallBudgetConfig, JitterConfig, RateLimitConfig, RetryConfig,
+    StaggerConfig,
 };
 pub use config::{
     allowed, AdaptiveAlgorithm, AdaptiveConfig, BackendConfig, BackendKind, Bodies, Change, Changes,

@@ -30,6 +30,7 @@
 use std::time::Duration;
 
 /// Engine parts that benches and property tests drive directly; a service never needs them.
+pub use crate::adaptive::rate::AdaptiveRate;
 pub use crate::fair::FairQueue;
 pub use crate::limit::rate::RateLimit;
 pub use crate::pool::SlotPool;

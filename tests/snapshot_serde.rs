@@ -99,8 +99,12 @@ fn stats_snapshot_serializes_with_stable_field_names_and_durations_in_seconds() 
             "attempts",
             "breaker",
             "fallbacks",
+            "learned_requests",
             "limiter_waits",
             "opened",
+            "overloads",
+            "paused_waits",
+            "rate_cuts",
             "retries",
             "returned",
             "transitions",
@@ -109,6 +113,8 @@ fn stats_snapshot_serializes_with_stable_field_names_and_durations_in_seconds() 
         ]
     );
     assert_eq!(store["resilience"]["breaker"], "closed");
+    // No learned rate on this resource (issue 26): null, not left out.
+    assert_eq!(store["resilience"]["learned_requests"], serde_json::Value::Null);
 }
 
 #[test]

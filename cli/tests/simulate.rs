@@ -108,7 +108,7 @@ fn an_unknown_kind_and_policy_are_refused_with_the_allowed_values() {
     let e = simulate(&args, ProgressBar::hidden()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "invalid scenario: kind must be one of \"incident\", \"alerts\", \"providers\", \"limit-shift\", got \"weather\""
+        "invalid scenario: kind must be one of \"incident\", \"alerts\", \"providers\", \"limit-shift\", \"unknown-rate\", got \"weather\""
     );
 
     let args = SimulateArgs {

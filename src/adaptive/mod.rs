@@ -23,6 +23,7 @@
 
 mod aimd;
 mod gradient2;
+pub(crate) mod rate;
 
 use std::time::Duration;
 

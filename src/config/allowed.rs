@@ -83,6 +83,8 @@ pub const BURST: Count = Count {
     min: 1,
     max: 1_000_000_000,
 };
+/// `rate_limit.adaptive.min`; its upper bound is further `rate_limit.requests`.
+pub const RATE_ADAPTIVE_MIN: Count = RATE_LIMIT_REQUESTS;
 /// `breaker.error_rate`.
 pub const ERROR_RATE: Real = Real {
     min: 0.0,
@@ -243,6 +245,14 @@ pub fn for_path(path: &str) -> Option<String> {
                 BURST.min
             )
         }
+        "resources.*.rate_limit.adaptive.min" => format!(
+            "a whole number between {} and rate_limit.requests",
+            RATE_ADAPTIVE_MIN.min
+        ),
+        "resources.*.rate_limit.adaptive.initial" => {
+            "a whole number between rate_limit.adaptive.min and rate_limit.requests".into()
+        }
+        "resources.*.breaker.count_overload" => "true or false".into(),
         "resources.*.breaker.error_rate" => number(ERROR_RATE),
         "resources.*.breaker.window" => duration(BREAKER_WINDOW, "120s"),
         "resources.*.breaker.min_calls" => whole(MIN_CALLS),
@@ -360,7 +370,13 @@ mod tests {
                 max_concurrent: Some(1),
                 slot_lease_timeout: Some(HOUR),
                 slot_wait_timeout: Some(HOUR),
-                rate_limit: Some(RateLimitConfig::default()),
+                rate_limit: Some(RateLimitConfig {
+                    adaptive: Some(AdaptiveRateConfig {
+                        initial: Some(1),
+                        ..AdaptiveRateConfig::default()
+                    }),
+                    ..RateLimitConfig::default()
+                }),
                 breaker: Some(BreakerConfig::default()),
                 retry: Some(RetryConfig::default()),
                 fallback: Some("other".into()),

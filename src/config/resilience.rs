@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::allowed::{
     BREAKER_WINDOW, BURST, CALLS, COOLDOWN, ERROR_RATE, FALLBACK, HALF_OPEN_PROBES, HALF_OPEN_TIMEOUT,
-    JITTER_MAX, JITTER_MIN, MAX_ATTEMPTS, MIN_CALLS, RATE_LIMIT_PER, RATE_LIMIT_REQUESTS, RETRY_BASE,
-    RETRY_CAP, SAFETY_FACTOR, STAGGER_MAX, STAGGER_MIN,
+    JITTER_MAX, JITTER_MIN, MAX_ATTEMPTS, MIN_CALLS, RATE_ADAPTIVE_MIN, RATE_LIMIT_PER, RATE_LIMIT_REQUESTS,
+    RETRY_BASE, RETRY_CAP, SAFETY_FACTOR, STAGGER_MAX, STAGGER_MIN,
 };
 use super::{ConfigError, Count, ResourceConfig, Span};
 
@@ -52,6 +52,47 @@ pub struct RateLimitConfig {
     pub key_prefix: String,
     /// What a shared rate does while Redis cannot answer (default `fail_closed`).
     pub on_failure: super::SharedFailure,
+    /// A rate learned from the downstream's overload refusals, with `requests` per `per`
+    /// as its ceiling (see [`AdaptiveRateConfig`]); `None` (the default): the rate is
+    /// `requests` per `per`, fixed.
+    pub adaptive: Option<AdaptiveRateConfig>,
+}
+
+/// `rate_limit.adaptive`: the bounds of a learned rate, in requests per `per`.
+///
+/// ```toml
+/// [resources.provider]
+/// # The ceiling: well above what the provider is believed to take.
+/// rate_limit = { requests = 500, per = "1s", adaptive = { min = 1, initial = 10 } }
+/// ```
+///
+/// An overload refusal ([`crate::JobError::overload`]) cuts the rate by 10 % (once per
+/// generation of grants), a Retry-After it carries pauses every call of the resource
+/// until then, and calls that succeed while the rate is in use raise it. The safety
+/// factor and the resource's jitter apply to the learned rate as to a fixed one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdaptiveRateConfig {
+    /// The rate never goes below this (1 ..= requests; default 1).
+    pub min: u32,
+    /// The rate at start (min ..= requests; default `min`).
+    pub initial: Option<u32>,
+}
+
+impl Default for AdaptiveRateConfig {
+    fn default() -> Self {
+        Self {
+            min: 1,
+            initial: None,
+        }
+    }
+}
+
+impl AdaptiveRateConfig {
+    /// The rate at start, requests per `per`.
+    pub fn initial_rate(&self) -> u32 {
+        self.initial.unwrap_or(self.min)
+    }
 }
 
 // Validation refuses NaN, so equality is total.
@@ -68,6 +109,7 @@ impl Default for RateLimitConfig {
             url: String::new(),
             key_prefix: super::shared::default_key_prefix(),
             on_failure: super::SharedFailure::default(),
+            adaptive: None,
         }
     }
 }
@@ -104,6 +146,13 @@ pub struct BreakerConfig {
     /// default 30 s).
     #[serde(with = "humantime_serde")]
     pub half_open_timeout: Duration,
+    /// Whether an overload refusal ([`crate::JobError::overload`]: a 429, a 503) counts
+    /// as a failure in the window (default false). A refusal says the downstream is
+    /// busy, not broken: the rate limit and the adaptive limit answer it by slowing
+    /// down, and counting it too would open the breaker on a healthy downstream and
+    /// send its work to the fallback (resilience4j's `ignoreExceptions` for the same
+    /// reason). Errors and lease time-outs always count.
+    pub count_overload: bool,
 }
 
 // Validation refuses NaN, so equality is total.
@@ -118,6 +167,7 @@ impl Default for BreakerConfig {
             cooldown: Duration::from_secs(60),
             half_open_probes: 1,
             half_open_timeout: Duration::from_secs(30),
+            count_overload: false,
         }
     }
 }
@@ -204,6 +254,47 @@ impl Default for CallBudgetConfig {
     }
 }
 
+/// Checks `rate_limit.adaptive` against its ceiling (`rate_limit.requests`).
+fn validate_adaptive_rate(
+    f: &impl Fn(&str) -> String,
+    l: &RateLimitConfig,
+    a: &AdaptiveRateConfig,
+) -> Result<(), ConfigError> {
+    let ceiling = u64::from(l.requests);
+    let min = Count {
+        max: RATE_ADAPTIVE_MIN.max.min(ceiling),
+        ..RATE_ADAPTIVE_MIN
+    };
+    if !min.contains(u64::from(a.min)) {
+        let allowed = format!("between {} and rate_limit.requests ({ceiling})", min.min);
+        return Err(ConfigError::invalid(f("rate_limit.adaptive.min"), allowed, a.min));
+    }
+    if let Some(initial) = a.initial {
+        if !(u64::from(a.min)..=ceiling).contains(&u64::from(initial)) {
+            let allowed = format!(
+                "between rate_limit.adaptive.min ({}) and rate_limit.requests ({ceiling})",
+                a.min
+            );
+            return Err(ConfigError::invalid(
+                f("rate_limit.adaptive.initial"),
+                allowed,
+                initial,
+            ));
+        }
+    }
+    if l.backend == super::BackendKind::Redis {
+        // A learned rate shared through Redis is not built yet (issue 26, part 5): each
+        // replica would learn on its own while the fixed ceiling is shared, which is
+        // neither.
+        return Err(ConfigError::invalid(
+            f("rate_limit.adaptive"),
+            "only with rate_limit.backend = \"in_process\" (a learned rate is per process)",
+            "a section with backend = \"redis\"",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks the resilience fields of resource `name`; `exists` says whether another
 /// resource is configured (for `fallback`).
 pub(crate) fn validate(
@@ -227,6 +318,9 @@ pub(crate) fn validate(
             &l.url,
             &l.key_prefix,
         )?;
+        if let Some(a) = &l.adaptive {
+            validate_adaptive_rate(&f, l, a)?;
+        }
     }
     if let Some(b) = &r.breaker {
         ERROR_RATE.check(&f("breaker.error_rate"), b.error_rate)?;

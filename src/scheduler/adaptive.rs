@@ -63,7 +63,23 @@ impl<T> Scheduler<T> {
     /// [`Scheduler::retry`] for that attempt. Nothing changes on a resource with a fixed
     /// cap. Refused for a job that holds no slot.
     pub fn overloaded(&mut self, key: JobKey, now: Duration) -> Result<(), CoreError> {
-        let entry = self.live(key).ok_or(CoreError::UnknownJob)?;
+        self.refused(key, None, now)
+    }
+
+    /// As [`Scheduler::overloaded`], for a refusal that asked callers to wait
+    /// `retry_after` (a 429's Retry-After). Beyond the adaptive limit's cut, on a
+    /// resource whose rate limit is adaptive (`rate_limit.adaptive`) the learned rate is
+    /// cut (once per generation of grants) and no job of the resource is granted before
+    /// `now + retry_after`. The refusal does not count in the resource's breaker unless
+    /// `breaker.count_overload` says so (the attempt's outcome is then not recorded
+    /// there by `complete` or `retry`).
+    pub fn refused(
+        &mut self,
+        key: JobKey,
+        retry_after: Option<Duration>,
+        now: Duration,
+    ) -> Result<(), CoreError> {
+        let entry = Self::live_mut(&mut self.jobs, key).ok_or(CoreError::UnknownJob)?;
         if !matches!(
             entry.stage,
             Stage::Running { .. } | Stage::Overdue { .. } | Stage::LeaseWait { .. }
@@ -71,7 +87,13 @@ impl<T> Scheduler<T> {
             return Err(CoreError::WrongStage("running"));
         }
         let (r, grant) = (entry.resource as usize, entry.grant);
-        self.resources[r].signal(Signal::Dropped { grant }, now);
+        let res = &mut self.resources[r];
+        if let Some(guard) = &mut res.guard {
+            let grants = res.pool.granted_total();
+            entry.permit = guard.overloaded(entry.permit.take(), grant, grants, retry_after, now);
+        }
+        res.signal(Signal::Dropped { grant }, now);
+        self.mark_dirty(r as u32);
         Ok(())
     }
 

@@ -225,7 +225,13 @@ impl<T> Scheduler<T> {
                     }
                     return;
                 }
-                Gate::Limited => return,
+                // The wake-up asked for with the refusal may have been dropped for an
+                // earlier one (`wake_at` keeps the earliest): ask again, or a resource
+                // whose earlier wake found it still limited would never wake (issue 26).
+                Gate::Limited(until) => {
+                    self.wake_at(r, until);
+                    return;
+                }
             }
         }
     }

@@ -219,7 +219,10 @@ impl<T> Scheduler<T> {
                 None => return Err(payload),
             }
         } else {
-            (r, now + delay)
+            // The resource's pause (a Retry-After another call was given) binds this
+            // job too: it wakes at its own backoff or the pause's end, whichever is later.
+            let paused = guard.paused_until(now).unwrap_or(now);
+            (r, (now + delay).max(paused))
         };
         let entry = &mut self.jobs[key.idx as usize];
         entry.stage = Stage::Deferred;

@@ -33,6 +33,8 @@ mod lifecycle;
 mod limits;
 mod quota_wait;
 mod reconfigure;
+#[cfg(test)]
+mod refusal_tests;
 mod routing;
 #[cfg(test)]
 mod tests;
@@ -278,7 +280,10 @@ impl<T> Scheduler<T> {
             stats: ResourceStats::default(),
             dirty: false,
             tenants: TenantLedger::default(),
-            guard: Guard::new(name, self.config.resources.get(name.as_str())),
+            // A resource is made on first use, where no `now` is at hand: a learned rate
+            // counts its first increase steps from zero, which only lets its slow start
+            // grow sooner (a step stays under half the rate).
+            guard: Guard::new(name, self.config.resources.get(name.as_str()), Duration::ZERO),
             global: false,
             gate_wake: None,
             lent: Default::default(),

@@ -68,9 +68,25 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 /// The tracing span of one job's run.
-/// Whether an attempt failed with [`JobError::overload`](weir::JobError::overload).
-pub(crate) fn is_overload<T>(outcome: &Outcome<T>) -> bool {
-    matches!(outcome, Outcome::Failed(e) if e.is_overload())
+/// `Some(retry_after)` when an attempt failed with
+/// [`JobError::overload`](weir::JobError::overload), with the Retry-After it carried.
+pub(crate) fn overload_of<T>(outcome: &Outcome<T>) -> Option<Option<std::time::Duration>> {
+    match outcome {
+        Outcome::Failed(e) => refusal_of(e),
+        _ => None,
+    }
+}
+
+/// `Some(retry_after)` when `error` is an overload refusal.
+pub(crate) fn refusal_of(error: &weir::JobError) -> Option<Option<std::time::Duration>> {
+    match error {
+        weir::JobError::Job {
+            overload: true,
+            retry_after,
+            ..
+        } => Some(*retry_after),
+        _ => None,
+    }
 }
 
 pub(crate) fn job_span(ctx: &JobContext) -> tracing::Span {
@@ -159,7 +175,7 @@ where
                 let (outcome, kind) = run_attempt(async move { body(ctx).await }, &stop).await;
                 // The slot's report goes first: once a caller sees the outcome, a stats
                 // request it sends next finds the slot back (the mailbox is FIFO).
-                slot.finish(kind, is_overload(&outcome));
+                slot.finish(kind, overload_of(&outcome));
                 tx.send(outcome);
             },
             span,

@@ -90,8 +90,9 @@ impl From<Job> for Submitted {
 pub(crate) struct Done {
     pub(crate) key: JobKey,
     pub(crate) kind: OutcomeKind,
-    /// The attempt failed with an overload error (a signal for an adaptive limit).
-    pub(crate) overload: bool,
+    /// `Some(retry_after)`: the attempt failed with an overload error (a signal for an
+    /// adaptive limit or rate), which carried that Retry-After.
+    pub(crate) overload: Option<Option<std::time::Duration>>,
     pub(crate) rearm: Option<Box<Rearm>>,
 }
 

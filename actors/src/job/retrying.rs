@@ -50,7 +50,7 @@ where
                         ctx: keep,
                     }),
                     outcome => {
-                        slot.finish(kind, super::body::is_overload(&outcome));
+                        slot.finish(kind, super::body::overload_of(&outcome));
                         this.tx.send(outcome);
                     }
                 }

@@ -1,5 +1,7 @@
 //! The slot a started job holds, returned to the supervisor exactly once.
 
+use std::time::Duration;
+
 use weir::{JobKey, OutcomeKind};
 
 use super::link::{Done, Link};
@@ -17,8 +19,8 @@ pub(crate) struct SlotReturn {
     key: JobKey,
     link: Link,
     kind: OutcomeKind,
-    /// The attempt failed with [`weir::JobError::overload`].
-    overload: bool,
+    /// `Some(retry_after)`: the attempt failed with [`weir::JobError::overload`].
+    overload: Option<Option<Duration>>,
     rearm: Option<Box<Rearm>>,
 }
 
@@ -28,7 +30,7 @@ impl SlotReturn {
             key,
             link,
             kind: OutcomeKind::Failed,
-            overload: false,
+            overload: None,
             rearm: None,
         }
     }
@@ -36,13 +38,13 @@ impl SlotReturn {
     /// Returns the slot with a failed attempt that may run again (a retrying job).
     pub(crate) fn rearm(mut self, rearm: Rearm) {
         self.kind = OutcomeKind::Failed;
-        self.overload = rearm.error.is_overload();
+        self.overload = super::body::refusal_of(&rearm.error);
         self.rearm = Some(Box::new(rearm));
     }
 
-    /// Returns the slot with the job's outcome; `overload` when it failed with
-    /// [`weir::JobError::overload`].
-    pub(crate) fn finish(mut self, kind: OutcomeKind, overload: bool) {
+    /// Returns the slot with the job's outcome; `overload` is `Some(retry_after)` when it
+    /// failed with [`weir::JobError::overload`].
+    pub(crate) fn finish(mut self, kind: OutcomeKind, overload: Option<Option<Duration>>) {
         self.kind = kind;
         self.overload = overload;
     }

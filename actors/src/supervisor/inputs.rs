@@ -158,10 +158,10 @@ impl Supervisor {
                 *slot = None;
             }
         }
-        if msg.overload {
-            // The adaptive limit hears of it before the slot returns (a job that is
-            // no longer held, reported twice, is refused and only logged).
-            if let Err(e) = self.core.overloaded(msg.key, now) {
+        if let Some(retry_after) = msg.overload {
+            // The adaptive limit and rate hear of it before the slot returns (a job that
+            // is no longer held, reported twice, is refused and only logged).
+            if let Err(e) = self.core.refused(msg.key, retry_after, now) {
                 tracing::debug!(job = msg.key.id().0, error = %e, "overload for a job the core does not hold");
             }
         }

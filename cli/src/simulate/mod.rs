@@ -23,6 +23,7 @@ pub mod policies;
 pub mod providers;
 pub mod report;
 pub mod scenario;
+pub mod unknown_rate;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -168,6 +169,7 @@ pub static KINDS: &[&dyn ScenarioKind] = &[
     &alerts::Alerts,
     &providers::ProvidersKind,
     &limit_shift::LimitShiftKind,
+    &unknown_rate::UnknownRateKind,
 ];
 
 /// Why `weir simulate` did not run or could not write its results.

@@ -90,6 +90,9 @@ pub struct ProviderCounts {
     pub burst_failures: u64,
     /// Most calls in flight at once, rejected ones included until their rejection.
     pub peak_in_flight: u32,
+    /// Calls that arrived during a pause it had announced: after a 429 with a
+    /// Retry-After reached its caller and before that Retry-After ran out.
+    pub calls_in_pause: u64,
 }
 
 impl ProviderCounts {
@@ -109,6 +112,8 @@ struct State {
     counts: ProviderCounts,
     /// Calls rejected so far, after each rejection (for the plot).
     rejected: Vec<(Duration, u32)>,
+    /// Pauses announced and not over: `(answer reached the caller, Retry-After ends)`.
+    pauses: Vec<(Duration, Duration)>,
 }
 
 /// One simulated provider (see the module docs).
@@ -147,6 +152,7 @@ impl Provider {
                     ..ProviderCounts::default()
                 },
                 rejected: vec![(Duration::ZERO, 0)],
+                pauses: Vec::new(),
             }),
         }
     }
@@ -159,27 +165,39 @@ impl Provider {
     fn judge(&self, s: &mut State, at: Duration) -> Verdict {
         let spec = &self.spec;
         s.counts.calls += 1;
+        s.pauses.retain(|&(_, until)| until > at);
+        if s.pauses.iter().any(|&(answered, _)| answered < at) {
+            s.counts.calls_in_pause += 1;
+        }
         while s.accepted.front().is_some_and(|&t| t + spec.per <= at) {
             s.accepted.pop_front();
         }
-        if s.serving >= spec.max_concurrent {
+        let (max_concurrent, requests) = spec.limits_at(at);
+        if s.serving >= max_concurrent {
             s.counts.over_concurrency += 1;
             return Verdict::Refused(CallError::OverConcurrency {
                 provider: self.name,
-                limit: spec.max_concurrent,
+                limit: max_concurrent,
             });
         }
-        if s.accepted.len() >= spec.requests as usize {
+        if s.accepted.len() >= requests as usize {
             s.counts.over_rate += 1;
-            let oldest = *s.accepted.front().expect("the window is full");
+            // After a lowered limit the window may hold more than `requests`: room comes
+            // when enough of the oldest have left.
+            let leaving = s.accepted[s.accepted.len() - requests as usize];
+            let retry_after = leaving + spec.per - at;
+            s.pauses
+                .push((at + spec.reject_latency, at + spec.reject_latency + retry_after));
             return Verdict::Refused(CallError::OverRate {
                 provider: self.name,
-                retry_after: oldest + spec.per - at,
+                retry_after,
             });
         }
         s.accepted.push_back(at);
         if spec.bursting(at) {
             s.counts.burst_failures += 1;
+            let answered = at + spec.reject_latency;
+            s.pauses.push((answered, answered + spec.retry_after));
             return Verdict::Failed(CallError::Burst {
                 provider: self.name,
                 retry_after: spec.retry_after,

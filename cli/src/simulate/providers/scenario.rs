@@ -104,6 +104,23 @@ pub struct ProviderSpec {
     /// When it fails every call it accepts (none by default).
     #[serde(default)]
     pub bursts: Vec<Burst>,
+    /// Limits that move during the run (none by default): from each phase's `at` on, the
+    /// provider enforces its `max_concurrent` and `requests` instead (issue 26).
+    #[serde(default)]
+    pub phases: Vec<Phase>,
+}
+
+/// From `at` on (until the next phase), the provider's own limits are these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    /// When it starts (0 ..= 1 day; after the previous phase's).
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    /// Calls served at once (1 ..= 1,000,000).
+    pub max_concurrent: u32,
+    /// Calls accepted per `per` (1 ..= 1,000,000).
+    pub requests: u32,
 }
 
 fn default_reject_latency() -> Duration {
@@ -178,7 +195,7 @@ const BURST_LENGTH: Span = Span { min: MS, max: DAY };
 const NONE_ATTEMPTS: Count = Count { min: 1, max: 100 };
 
 impl ProviderSpec {
-    fn validate(&self, name: &str) -> Result<(), ScenarioError> {
+    pub(crate) fn validate(&self, name: &str) -> Result<(), ScenarioError> {
         let f = |k: &str| format!("providers.{name}.{k}");
         MAX_CONCURRENT.check(&f("max_concurrent"), self.max_concurrent)?;
         REQUESTS.check(&f("requests"), self.requests)?;
@@ -190,7 +207,30 @@ impl ProviderSpec {
             BURST_START.check(&f(&format!("bursts[{i}].start")), b.start)?;
             BURST_LENGTH.check(&f(&format!("bursts[{i}].length")), b.length)?;
         }
+        let mut after = Duration::ZERO;
+        for (i, p) in self.phases.iter().enumerate() {
+            let f = |k: &str| f(&format!("phases[{i}].{k}"));
+            Span {
+                min: after,
+                ..BURST_START
+            }
+            .check(&f("at"), p.at)?;
+            MAX_CONCURRENT.check(&f("max_concurrent"), p.max_concurrent)?;
+            REQUESTS.check(&f("requests"), p.requests)?;
+            after = p.at + MS;
+        }
         Ok(())
+    }
+
+    /// `(max_concurrent, requests)` it enforces at `at`: the last phase begun, else its own.
+    pub fn limits_at(&self, at: Duration) -> (u32, u32) {
+        self.phases
+            .iter()
+            .rev()
+            .find(|p| p.at <= at)
+            .map_or((self.max_concurrent, self.requests), |p| {
+                (p.max_concurrent, p.requests)
+            })
     }
 
     /// Whether a burst covers `at`.
