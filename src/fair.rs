@@ -150,7 +150,11 @@ impl<T> FairQueue<T> {
 
     /// Queues `item` for `tenant` with `cost` units (at least 1) and `weight` (at least 1;
     /// the weight of a tenant already queued is updated).
-    pub fn push(&mut self, tenant: TenantId, weight: u32, cost: u32, item: T) {
+    ///
+    /// Returns the tenant's name as the queue keeps it: a caller that stores the name per
+    /// item keeps this one (a shared pointer) and drops its own copy, so a tenant with many
+    /// waiting jobs costs one name, not one per job.
+    pub fn push(&mut self, tenant: TenantId, weight: u32, cost: u32, item: T) -> &TenantId {
         let weight = u64::from(weight.max(1));
         let slot = match self.index.get(&tenant) {
             Some(&slot) => slot,
@@ -183,6 +187,7 @@ impl<T> FairQueue<T> {
         queue.weight = weight;
         queue.items.push_back((cost.max(1), item));
         self.len += 1;
+        &queue.tenant
     }
 
     /// Takes the next item by DRR order.

@@ -26,8 +26,11 @@ impl<T> Scheduler<T> {
         let (tenant, cost, wait, epoch) = (entry.tenant.clone(), entry.cost, entry.wait_timeout, entry.epoch);
         let res = &mut self.resources[r as usize];
         res.tenants.enqueued(&tenant, weight);
-        res.queue.push(tenant, weight, cost, (key, epoch));
+        // The entry keeps the queue's copy of its tenant's name, so the name the caller
+        // allocated for this job is freed here (one name per tenant, not per job).
+        let shared = res.queue.push(tenant, weight, cost, (key, epoch)).clone();
         res.queued += 1;
+        self.jobs[key.idx as usize].tenant = shared;
         if let (Some(wait), false) = (wait, resuming) {
             self.timers.push_wait(now, wait, key);
         }
