@@ -28,7 +28,10 @@ impl<T> Scheduler<T> {
         res.tenants.enqueued(&tenant, weight);
         // The entry keeps the queue's copy of its tenant's name, so the name the caller
         // allocated for this job is freed here (one name per tenant, not per job).
-        let shared = res.queue.push(tenant, weight, cost, Queued::new(key, epoch)).clone();
+        let shared = res
+            .queue
+            .push(tenant, weight, cost, Queued::new(key, epoch))
+            .clone();
         res.queued += 1;
         self.jobs[key.idx as usize].tenant = shared;
         if let (Some(wait), false) = (wait, resuming) {

@@ -42,8 +42,12 @@ impl<T> Scheduler<T> {
                 entry.epoch = entry.epoch.wrapping_add(1);
                 let weight = self.config.weight(entry.tenant.as_str());
                 let res = &mut self.resources[r as usize];
-                res.queue
-                    .push(entry.tenant.clone(), weight, entry.cost, Queued::new(key, entry.epoch));
+                res.queue.push(
+                    entry.tenant.clone(),
+                    weight,
+                    entry.cost,
+                    Queued::new(key, entry.epoch),
+                );
                 res.queued += 1;
                 continue;
             }

@@ -139,7 +139,9 @@ impl Stop {
     /// Blocking sections still running.
     pub(crate) fn blocking_sections(&self) -> u32 {
         // No `Rare` yet: the job never entered a blocking section.
-        self.rare.get().map_or(0, |rare| rare.blocking.load(Ordering::Acquire))
+        self.rare
+            .get()
+            .map_or(0, |rare| rare.blocking.load(Ordering::Acquire))
     }
 
     /// Resolves once no blocking section of the job is running.
