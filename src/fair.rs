@@ -284,6 +284,18 @@ mod tests {
         std::iter::from_fn(|| q.pop()).map(|(_, v)| v).collect()
     }
 
+    /// `push` hands back the name the queue keeps, so a caller storing a name per item can
+    /// share one allocation per tenant: a second job's own copy of the name is not kept.
+    #[test]
+    fn push_returns_the_queued_tenants_first_name() {
+        let mut q = FairQueue::new(1);
+        let first = q.push(TenantId::new("acme"), 1, 1, 1_u32).clone();
+        let second = TenantId::new("acme");
+        let kept = q.push(second.clone(), 1, 1, 2);
+        assert_eq!(kept.as_str().as_ptr(), first.as_str().as_ptr());
+        assert_ne!(kept.as_str().as_ptr(), second.as_str().as_ptr());
+    }
+
     #[test]
     fn fifo_within_a_tenant() {
         let mut q = FairQueue::new(1);

@@ -199,6 +199,37 @@ impl<F: Future> Future for Stoppable<'_, F> {
     }
 }
 
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+
+    /// Every waiting job holds an `Arc<Stop>`: its counts and the stop stay within glibc's
+    /// 96-byte size class (a request of up to 88 bytes), which `Rare` kept apart buys.
+    #[test]
+    fn an_arc_stop_fits_the_96_byte_size_class() {
+        let arc_counts = 2 * std::mem::size_of::<usize>();
+        assert!(arc_counts + std::mem::size_of::<Stop>() <= 88);
+    }
+
+    /// A job that never runs a blocking section or asks for a token allocates no `Rare`,
+    /// and a stop still cancels a token asked for later.
+    #[test]
+    fn rare_parts_are_made_only_when_used() {
+        let stop = Arc::new(Stop::default());
+        assert!(stop.request(StopReason::Cancelled));
+        assert_eq!(stop.blocking_sections(), 0);
+        assert!(stop.rare.get().is_none(), "nothing asked for the rare parts");
+        assert!(
+            stop.token().is_cancelled(),
+            "a token asked for after the stop is cancelled"
+        );
+        let section = stop.enter_blocking();
+        assert_eq!(stop.blocking_sections(), 1);
+        drop(section);
+        assert_eq!(stop.blocking_sections(), 0);
+    }
+}
+
 /// Models of the stop signal under loom (feature `loom`, run by `scripts/test`): a stop
 /// requested from another thread while the job's task polls.
 #[cfg(all(test, feature = "loom"))]
