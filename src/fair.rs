@@ -150,7 +150,11 @@ impl<T> FairQueue<T> {
 
     /// Queues `item` for `tenant` with `cost` units (at least 1) and `weight` (at least 1;
     /// the weight of a tenant already queued is updated).
-    pub fn push(&mut self, tenant: TenantId, weight: u32, cost: u32, item: T) {
+    ///
+    /// Returns the tenant's name as the queue keeps it: a caller that stores the name per
+    /// item keeps this one (a shared pointer) and drops its own copy, so a tenant with many
+    /// waiting jobs costs one name, not one per job.
+    pub fn push(&mut self, tenant: TenantId, weight: u32, cost: u32, item: T) -> &TenantId {
         let weight = u64::from(weight.max(1));
         let slot = match self.index.get(&tenant) {
             Some(&slot) => slot,
@@ -183,6 +187,7 @@ impl<T> FairQueue<T> {
         queue.weight = weight;
         queue.items.push_back((cost.max(1), item));
         self.len += 1;
+        &queue.tenant
     }
 
     /// Takes the next item by DRR order.
@@ -277,6 +282,18 @@ mod tests {
 
     fn drain(q: &mut FairQueue<u32>) -> Vec<u32> {
         std::iter::from_fn(|| q.pop()).map(|(_, v)| v).collect()
+    }
+
+    /// `push` hands back the name the queue keeps, so a caller storing a name per item can
+    /// share one allocation per tenant: a second job's own copy of the name is not kept.
+    #[test]
+    fn push_returns_the_queued_tenants_first_name() {
+        let mut q = FairQueue::new(1);
+        let first = q.push(TenantId::new("acme"), 1, 1, 1_u32).clone();
+        let second = TenantId::new("acme");
+        let kept = q.push(second.clone(), 1, 1, 2);
+        assert_eq!(kept.as_str().as_ptr(), first.as_str().as_ptr());
+        assert_ne!(kept.as_str().as_ptr(), second.as_str().as_ptr());
     }
 
     #[test]

@@ -35,8 +35,11 @@ macro_rules! label {
         }
 
         impl Default for $name {
+            /// The default name, shared: every `JobSpec::new` takes a default kind, and
+            /// allocating it afresh was one of the allocations every job paid.
             fn default() -> Self {
-                Self::new($default)
+                static DEFAULT: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+                Self(DEFAULT.get_or_init(|| Arc::from($default)).clone())
             }
         }
 

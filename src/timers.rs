@@ -11,9 +11,28 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 /// Deadline FIFOs keyed by duration; `K` identifies what a deadline is for.
+///
+/// A deadline is kept as nanoseconds in a `u64` (584 years; later ones, and
+/// `Duration::MAX`, read back as `Duration::MAX`), not as a 16-byte `Duration`: every
+/// waiting job has one here, and a job key beside a `Duration` took 32 bytes, 24 beside
+/// a `u64`.
 #[derive(Debug)]
 pub(crate) struct Deadlines<K> {
-    groups: Vec<(Duration, VecDeque<(Duration, K)>)>,
+    groups: Vec<(Duration, VecDeque<(u64, K)>)>,
+}
+
+/// A deadline as stored: nanoseconds, saturating at `u64::MAX`.
+fn to_nanos(at: Duration) -> u64 {
+    u64::try_from(at.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A stored deadline back as a `Duration` (`u64::MAX` is `Duration::MAX`: never).
+fn from_nanos(at: u64) -> Duration {
+    if at == u64::MAX {
+        Duration::MAX
+    } else {
+        Duration::from_nanos(at)
+    }
 }
 
 impl<K> Default for Deadlines<K> {
@@ -25,7 +44,7 @@ impl<K> Default for Deadlines<K> {
 impl<K: Copy> Deadlines<K> {
     /// Sets a deadline `after` from `now` for `key`.
     pub(crate) fn push(&mut self, now: Duration, after: Duration, key: K) {
-        let at = now.saturating_add(after);
+        let at = to_nanos(now.saturating_add(after));
         let group = match self.groups.iter().position(|(d, _)| *d == after) {
             Some(i) => i,
             None => {
@@ -48,7 +67,7 @@ impl<K: Copy> Deadlines<K> {
     pub(crate) fn retire_stale(&mut self, mut stale: impl FnMut(Duration, K) -> bool) {
         for (_, fifo) in &mut self.groups {
             while let Some(&(at, key)) = fifo.front() {
-                if !stale(at, key) {
+                if !stale(from_nanos(at), key) {
                     break;
                 }
                 fifo.pop_front();
@@ -60,7 +79,7 @@ impl<K: Copy> Deadlines<K> {
     pub(crate) fn next(&self) -> Option<Duration> {
         self.groups
             .iter()
-            .filter_map(|(_, fifo)| fifo.front().map(|(at, _)| *at))
+            .filter_map(|(_, fifo)| fifo.front().map(|&(at, _)| from_nanos(at)))
             .min()
     }
 
@@ -68,9 +87,9 @@ impl<K: Copy> Deadlines<K> {
     pub(crate) fn pop_due(&mut self, now: Duration) -> Option<(Duration, K)> {
         for (_, fifo) in &mut self.groups {
             if let Some(&(at, key)) = fifo.front() {
-                if at <= now {
+                if at <= to_nanos(now) {
                     fifo.pop_front();
-                    return Some((at, key));
+                    return Some((from_nanos(at), key));
                 }
             }
         }
@@ -105,5 +124,16 @@ mod tests {
         assert_eq!(d.pop_due(ms(200)), Some((ms(100), 'a')));
         assert_eq!(d.pop_due(ms(200)), Some((ms(120), 'c')));
         assert!(d.is_empty());
+    }
+
+    /// A deadline that saturates (a wait timeout of `Duration::MAX`) stays "never": it
+    /// reads back as `Duration::MAX` and is not due at any finite instant.
+    #[test]
+    fn a_saturated_deadline_reads_back_as_never() {
+        let mut d = Deadlines::default();
+        d.push(ms(5), Duration::MAX, 'a');
+        assert_eq!(d.next(), Some(Duration::MAX));
+        assert_eq!(d.pop_due(Duration::from_secs(3600 * 24 * 365 * 500)), None);
+        assert_eq!(d.pop_due(Duration::MAX), Some((Duration::MAX, 'a')));
     }
 }

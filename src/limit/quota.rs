@@ -507,8 +507,12 @@ fn later(a: QuotaRefusal, b: QuotaRefusal) -> QuotaRefusal {
 pub(crate) struct JobQuota {
     /// The declared estimate.
     pub(crate) estimate: u64,
-    /// The cost the job reported, if it did.
-    pub(crate) actual: Option<u64>,
+    /// The cost the job reported, when `reported` (see [`JobQuota::actual`]). Not an
+    /// `Option<u64>`: that is 16 bytes, and with the flag among the other flags every
+    /// job's core entry is 8 bytes smaller.
+    pub(crate) reported_cost: u64,
+    /// The job reported its cost.
+    pub(crate) reported: bool,
     /// The quotas counted the job and reserved its estimate.
     pub(crate) admitted: bool,
     /// Wait for a refusing quota instead of ending skipped...
@@ -521,6 +525,19 @@ pub(crate) struct JobQuota {
     /// A release timer at `deadline` bounds its waits for the shared store (set once: the
     /// deadline never moves, and a job may ask again after a refusal).
     pub(crate) deadline_timer: bool,
+}
+
+impl JobQuota {
+    /// The cost the job reported, if it did.
+    pub(crate) fn actual(&self) -> Option<u64> {
+        self.reported.then_some(self.reported_cost)
+    }
+
+    /// Records the cost the job reported (the last report counts).
+    pub(crate) fn report(&mut self, cost: u64) {
+        self.reported_cost = cost;
+        self.reported = true;
+    }
 }
 
 impl Quotas {

@@ -135,7 +135,7 @@ impl<T> Scheduler<T> {
         if !quota.admitted {
             return;
         }
-        if let (true, true, Some(actual)) = (quota.shared, ran, quota.actual) {
+        if let (true, true, Some(actual)) = (quota.shared, ran, quota.actual()) {
             if actual != quota.estimate {
                 self.pending.push(Event::QuotaSettled {
                     key,
@@ -156,7 +156,7 @@ impl<T> Scheduler<T> {
             .filter(|_| !local)
             .chain(fallback)
         {
-            match (ran, quota.actual) {
+            match (ran, quota.actual()) {
                 (false, None) => quotas.release(tenant, quota.estimate),
                 (_, actual) => quotas.settle(tenant, quota.estimate, actual.unwrap_or(quota.estimate), now),
             }
@@ -173,7 +173,7 @@ impl<T> Scheduler<T> {
     /// Records the actual cost a running job reports; charged when the job ends.
     pub fn report_cost(&mut self, key: JobKey, cost: u64) -> Result<(), CoreError> {
         let entry = Self::live_mut(&mut self.jobs, key).ok_or(CoreError::UnknownJob)?;
-        entry.quota.actual = Some(cost);
+        entry.quota.report(cost);
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::breaker::Permit;
 use crate::job::OnWaitTimeout;
 
-use super::entry::Stage;
+use super::entry::{Queued, Stage};
 use super::{Event, JobKey, Scheduler};
 
 impl<T> Scheduler<T> {
@@ -26,8 +26,14 @@ impl<T> Scheduler<T> {
         let (tenant, cost, wait, epoch) = (entry.tenant.clone(), entry.cost, entry.wait_timeout, entry.epoch);
         let res = &mut self.resources[r as usize];
         res.tenants.enqueued(&tenant, weight);
-        res.queue.push(tenant, weight, cost, (key, epoch));
+        // The entry keeps the queue's copy of its tenant's name, so the name the caller
+        // allocated for this job is freed here (one name per tenant, not per job).
+        let shared = res
+            .queue
+            .push(tenant, weight, cost, Queued::new(key, epoch))
+            .clone();
         res.queued += 1;
+        self.jobs[key.idx as usize].tenant = shared;
         if let (Some(wait), false) = (wait, resuming) {
             self.timers.push_wait(now, wait, key);
         }
@@ -60,14 +66,9 @@ impl<T> Scheduler<T> {
     ) -> bool {
         let res = &mut self.resources[r as usize];
         let jobs = &self.jobs;
-        let next = res.queue.pop_live(|(k, epoch)| {
-            jobs.get(k.idx as usize).is_some_and(|e| {
-                e.id == k.id
-                    && e.epoch == *epoch
-                    && matches!(e.stage, Stage::Waiting { .. } | Stage::Resuming { .. })
-            })
-        });
-        let Some((_, (key, _))) = next else { return false };
+        let next = res.queue.pop_live(|queued| queued.is_live(jobs));
+        let Some((_, queued)) = next else { return false };
+        let key = queued.key();
         res.queued -= 1;
         let granted = res.pool.try_grant();
         debug_assert!(granted, "has_free was checked");

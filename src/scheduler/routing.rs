@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use slab::Slab;
 
-use super::entry::{Entry, Stage};
+use super::entry::{Entry, Queued, Stage};
 use super::{JobKey, Scheduler};
 use crate::job::JobId;
 
@@ -30,15 +30,9 @@ impl<T> Scheduler<T> {
         let mut moved = Vec::new();
         let res = &mut self.resources[r as usize];
         let jobs = &self.jobs;
-        while let Some((_, (key, _))) = res.queue.pop_live(|(k, epoch)| {
-            jobs.get(k.idx as usize).is_some_and(|e| {
-                e.id == k.id
-                    && e.epoch == *epoch
-                    && matches!(e.stage, Stage::Waiting { .. } | Stage::Resuming { .. })
-            })
-        }) {
+        while let Some((_, queued)) = res.queue.pop_live(|queued| queued.is_live(jobs)) {
             res.queued -= 1;
-            moved.push(key);
+            moved.push(queued.key());
         }
         for key in moved {
             let entry = &mut self.jobs[key.idx as usize];
@@ -48,8 +42,12 @@ impl<T> Scheduler<T> {
                 entry.epoch = entry.epoch.wrapping_add(1);
                 let weight = self.config.weight(entry.tenant.as_str());
                 let res = &mut self.resources[r as usize];
-                res.queue
-                    .push(entry.tenant.clone(), weight, entry.cost, (key, entry.epoch));
+                res.queue.push(
+                    entry.tenant.clone(),
+                    weight,
+                    entry.cost,
+                    Queued::new(key, entry.epoch),
+                );
                 res.queued += 1;
                 continue;
             }
@@ -126,7 +124,7 @@ impl<T> Scheduler<T> {
         from.tenants.unqueued(&tenant);
         let res = &mut self.resources[r as usize];
         res.tenants.enqueued(&tenant, weight);
-        res.queue.push(tenant, weight, cost, (key, epoch));
+        res.queue.push(tenant, weight, cost, Queued::new(key, epoch));
         res.queued += 1;
         if let Some(guard) = res.guard.as_mut() {
             guard.stats.returned += 1;

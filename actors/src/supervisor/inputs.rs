@@ -60,7 +60,6 @@ impl Supervisor {
             let task = Task {
                 body: item.body,
                 stop: item.stop.clone(),
-                resource: item.spec.resource.clone(),
                 budget,
             };
             let key = self
@@ -101,7 +100,6 @@ impl Supervisor {
         let task = Task {
             body,
             stop: stop.clone(),
-            resource: ctx.resource().clone(),
             budget: ctx.budget().cloned(),
         };
         // Not while stopping: a cancelled job or a runtime shutting down ends now.

@@ -67,9 +67,9 @@ impl std::fmt::Debug for Payload {
 pub(crate) struct Task {
     body: Box<dyn ErasedBody>,
     stop: Arc<Stop>,
-    /// The resource it was submitted to (the core knows its tenant; not kept twice, since
-    /// every waiting job holds a `Task`).
-    resource: ResourceId,
+    // No resource name: the core knows the job's resource (and its tenant), and every
+    // waiting job holds a `Task`, so a copy here cost each one 16 bytes and kept the name
+    // the caller allocated alive.
     budget: Option<Arc<CallBudget>>,
 }
 
@@ -287,9 +287,10 @@ impl Supervisor {
             self.running.resize_with(i + 1, || None);
         }
         self.running[i] = Some((key, task.stop.clone()));
-        // After a fallback the job runs on another resource than it was submitted to.
-        let resource = self.core.resource_of(key).cloned().unwrap_or(task.resource);
-        // Live: it was granted a slot this pass (or holds one while it waited for a lease).
+        // Live: it was granted a slot this pass (or holds one while it waited for a lease),
+        // so the core knows its resource (after a fallback, not the one it was submitted
+        // to) and its tenant.
+        let resource = self.core.resource_of(key).cloned().unwrap_or_default();
         let tenant = self.core.tenant_of(key).cloned().unwrap_or_default();
         let ctx = JobContext::new(key, tenant, resource, task.stop.clone(), self.link.clone())
             .with_budget(task.budget)
