@@ -23,6 +23,11 @@ use super::rate_downstream::{Counts, Limits, RateDownstream};
 pub const DOWNSTREAM_VAR: &str = "WEIR_REPLICA_DOWNSTREAM";
 /// The variable with the number of jobs a child runs.
 pub const JOBS_VAR: &str = "WEIR_REPLICA_JOBS";
+/// The variable with the Redis URL through which the children share the learned rate
+/// (absent: they share nothing).
+pub const REDIS_VAR: &str = "WEIR_REPLICA_REDIS";
+/// The prefix of the shared rate's keys.
+pub const KEY_PREFIX: &str = "weir-replicas";
 
 /// The downstream of the measurement: 80 calls a second, 8 at once, 50 ms a call.
 pub const LIMITS: Limits = Limits {
@@ -34,8 +39,11 @@ pub const LIMITS: Limits = Limits {
 
 /// One replica's configuration: no rate given, ceilings ten times the downstream's, the
 /// rate and the concurrency limit learned from `initial = 10`, as the unknown-rate
-/// simulation's `adaptive` policy.
-pub fn replica_config(limits: Limits) -> Config {
+/// simulation's `adaptive` policy. With `redis`, the learned rate is shared through it.
+pub fn replica_config(limits: Limits, redis: Option<&str>) -> Config {
+    let shared = redis.map_or(String::new(), |url| {
+        format!(r#", backend = "redis", url = "{url}", key_prefix = "{KEY_PREFIX}""#)
+    });
     let text = format!(
         r#"
         [scheduler]
@@ -44,7 +52,7 @@ pub fn replica_config(limits: Limits) -> Config {
         [resources.api]
         max_concurrent = {concurrency}
         adaptive = {{ min = 1, initial = 10 }}
-        rate_limit = {{ requests = {rate}, per = "{per_ms}ms", adaptive = {{ min = 1, initial = 10 }} }}
+        rate_limit = {{ requests = {rate}, per = "{per_ms}ms", adaptive = {{ min = 1, initial = 10 }}{shared} }}
         retry = {{ max_attempts = 50, base = "100ms", cap = "2s" }}
         "#,
         concurrency = limits.max_concurrent * 10,
@@ -127,7 +135,8 @@ pub fn run_replica() {
         .parse()
         .expect("a whole number of jobs");
     let report = actix_rt::System::new().block_on(async move {
-        let runtime = Runtime::start(replica_config(LIMITS)).expect("valid configuration");
+        let redis = std::env::var(REDIS_VAR).ok();
+        let runtime = Runtime::start(replica_config(LIMITS, redis.as_deref())).expect("valid configuration");
         let handles: Vec<_> = (0..jobs)
             .map(|_| {
                 let (job, handle) =
@@ -169,6 +178,9 @@ pub struct RunReport {
     pub makespan: Duration,
     /// Each replica's line, in order.
     pub replicas: Vec<ReplicaReport>,
+    /// The shared learned rate at the end (per `per`) and its generation (cuts), read
+    /// from Redis; `None` without Redis.
+    pub shared_rate: Option<(f64, u64)>,
 }
 
 impl RunReport {
@@ -199,6 +211,8 @@ impl RunReport {
             "makespan_ms": self.makespan.as_millis() as u64,
             "learned_requests": self.replicas.iter().map(|r| r.learned_requests).collect::<Vec<_>>(),
             "rate_cuts": self.replicas.iter().map(|r| r.rate_cuts).sum::<u64>(),
+            "shared_rate": self.shared_rate.map(|(rate, _)| (rate * 10.0).round() / 10.0),
+            "shared_cuts": self.shared_rate.map(|(_, generation)| generation),
         })
         .to_string()
     }
@@ -206,14 +220,38 @@ impl RunReport {
 
 /// The parent's side: starts the downstream, then `processes` children from `child`
 /// (a command that re-runs this executable as a replica), `jobs_each` jobs each, and
-/// waits for them all.
-pub fn run(processes: usize, jobs_each: u64, child: impl Fn(usize) -> Command) -> RunReport {
+/// waits for them all. With `redis`, the replicas share the learned rate through it
+/// (its keys under [`KEY_PREFIX`] are cleared first).
+pub fn run(
+    processes: usize,
+    jobs_each: u64,
+    redis: Option<&str>,
+    child: impl Fn(usize) -> Command,
+) -> RunReport {
+    let learned_key = format!("{KEY_PREFIX}:{{rate:api}}:learned");
+    let mut conn = redis.map(|url| {
+        redis::Client::open(url)
+            .and_then(|c| c.get_connection())
+            .expect("connect to the replicas' redis")
+    });
+    if let Some(conn) = conn.as_mut() {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{KEY_PREFIX}:*"))
+            .query(conn)
+            .expect("list the shared rate's keys");
+        for key in keys {
+            let _: () = redis::cmd("DEL").arg(key).query(conn).expect("clear a key");
+        }
+    }
     let downstream = RateDownstream::start(LIMITS);
     let started = Instant::now();
     let children: Vec<_> = (0..processes)
         .map(|i| {
-            child(i)
-                .env(DOWNSTREAM_VAR, downstream.addr().to_string())
+            let mut cmd = child(i);
+            if let Some(url) = redis {
+                cmd.env(REDIS_VAR, url);
+            }
+            cmd.env(DOWNSTREAM_VAR, downstream.addr().to_string())
                 .env(JOBS_VAR, jobs_each.to_string())
                 .stdout(Stdio::piped())
                 .spawn()
@@ -237,5 +275,14 @@ pub fn run(processes: usize, jobs_each: u64, child: impl Fn(usize) -> Command) -
     }
     report.makespan = started.elapsed();
     report.counts = downstream.counts();
+    report.shared_rate = conn.as_mut().map(|conn| {
+        let (rate, generation): (Option<f64>, Option<u64>) = redis::cmd("HMGET")
+            .arg(&learned_key)
+            .arg("rate")
+            .arg("gen")
+            .query(conn)
+            .expect("read the shared learned rate");
+        (rate.unwrap_or(0.0), generation.unwrap_or(0))
+    });
     report
 }
