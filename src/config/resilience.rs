@@ -70,6 +70,11 @@ pub struct RateLimitConfig {
 /// generation of grants), a Retry-After it carries pauses every call of the resource
 /// until then, and calls that succeed while the rate is in use raise it. The safety
 /// factor and the resource's jitter apply to the learned rate as to a fixed one.
+///
+/// With `backend = "redis"` the learned rate is shared by every replica: the rate, its
+/// generation and the pause live in Redis, changed by scripts on the server's clock, so
+/// a cut by one replica is a cut for all; each process also keeps its own learned gate.
+/// Without Redis each replica learns on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdaptiveRateConfig {
@@ -281,16 +286,6 @@ fn validate_adaptive_rate(
                 initial,
             ));
         }
-    }
-    if l.backend == super::BackendKind::Redis {
-        // A learned rate shared through Redis is not built yet (issue 26, part 5): each
-        // replica would learn on its own while the fixed ceiling is shared, which is
-        // neither.
-        return Err(ConfigError::invalid(
-            f("rate_limit.adaptive"),
-            "only with rate_limit.backend = \"in_process\" (a learned rate is per process)",
-            "a section with backend = \"redis\"",
-        ));
     }
     Ok(())
 }

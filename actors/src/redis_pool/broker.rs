@@ -51,6 +51,20 @@ pub(crate) enum Cmd {
     Forget(JobKey),
     /// The job's slot comes back: return its lease.
     Return(JobKey),
+    /// How a job holding a shared admission ended, sent before its `Return`: a shared
+    /// learned rate grows on successes and is cut by overload refusals (issue 26).
+    Ended(JobKey, Ended),
+}
+
+/// How a job ended, as far as a shared learned rate cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Its call succeeded.
+    Completed,
+    /// The downstream refused it as overloaded, with this Retry-After if it gave one.
+    Overloaded(Option<Duration>),
+    /// Anything else: no signal about the rate.
+    Other,
 }
 
 /// What the broker tells the supervisor.
@@ -127,6 +141,8 @@ impl Broker {
                     self.returns.push(id);
                 }
             }
+            // A slot lease says nothing about a rate.
+            Cmd::Ended(..) => {}
         }
     }
 

@@ -34,7 +34,7 @@ mod rate_broker;
 mod shared;
 mod stats;
 
-pub(crate) use broker::Answer;
+pub(crate) use broker::{Answer, Ended};
 pub(crate) use conn::ping;
 pub use pool::{Acquired, Lease, LeaseId, PoolError, PoolSettings, RedisPool, Released};
 pub(crate) use quota_broker::{QuotaAnswer, Settle, SharedQuotaStore, Want};

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use weir::{BackendKind, Config, JobKey, ResourceId};
 
-use super::broker::{Answer, Broker, Cmd};
+use super::broker::{Answer, Broker, Cmd, Ended};
 use super::pool::{PoolSettings, RedisPool};
 use super::rate_broker::{RateBroker, RateStore};
 use super::stats::{BackendSnapshot, BackendStats};
@@ -167,6 +167,17 @@ impl SharedSlots {
     /// The broker lost `key`'s lease (it is no longer held).
     pub(crate) fn lost(&mut self, key: JobKey) {
         self.held.remove(&key);
+    }
+
+    /// Tells the broker that admitted `key` how it ended (before [`Self::release`]), for
+    /// a shared learned rate; nothing when `key` holds no shared admission.
+    pub(crate) fn ended(&self, key: JobKey, ended: Ended) {
+        if self.held.is_empty() {
+            return;
+        }
+        if let Some((resource, _)) = self.held.get(&key) {
+            self.send(resource, Cmd::Ended(key, ended));
+        }
     }
 
     /// Gives back whatever `key` has: its lease if it holds one, its request if it is

@@ -8,13 +8,14 @@ use std::time::Duration;
 use actix::{AsyncContext, Context, Handler};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use weir::{Cancelled, JobKey, Outcome, ResourceId};
+use weir::{Cancelled, JobKey, Outcome, OutcomeKind, ResourceId};
 
 use super::{Payload, Supervisor, Task};
 use crate::job::budget::CallBudget;
 use crate::job::inbox::Intake;
 use crate::job::link::{Cancel, Done, Submitted};
 use crate::job::retrying::Rearm;
+use crate::redis_pool::Ended;
 
 impl Supervisor {
     /// Takes in everything the inbox holds, in the order it was appended. The caller
@@ -149,6 +150,15 @@ impl Supervisor {
     /// is refused by the core and only logged). The caller drives the core after.
     fn done(&mut self, mut msg: Done, now: Duration) {
         self.placements.ended(msg.key);
+        // A shared learned rate hears how the call went before its admission goes back.
+        self.shared.ended(
+            msg.key,
+            match (msg.overload, msg.kind) {
+                (Some(retry_after), _) => Ended::Overloaded(retry_after),
+                (None, OutcomeKind::Completed) => Ended::Completed,
+                _ => Ended::Other,
+            },
+        );
         // Its global lease goes back (or its request for one, if it ended waiting).
         self.shared.release(msg.key);
         if let Some(slot) = self.running.get_mut(msg.key.index()) {
