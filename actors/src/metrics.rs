@@ -325,17 +325,15 @@ impl Metrics {
 
     /// A job (of `resource`, if it is not a resuming parent) was skipped: counted by
     /// reason, and a quota's refusal under its limit.
-    pub(crate) fn skipped(&mut self, resource: Option<&ResourceId>, reason: &SkipReason) {
-        if let Some(resource) = resource {
-            let label = skip_label(reason);
-            match self.skips.get(&(resource.clone(), label)) {
-                Some(c) => c.increment(1),
-                None => {
-                    let c = counter!("weir_jobs_skipped_total",
-                        "resource" => resource.to_string(), "reason" => label);
-                    c.increment(1);
-                    self.skips.insert((resource.clone(), label), c);
-                }
+    pub(crate) fn skipped(&mut self, resource: &ResourceId, reason: &SkipReason) {
+        let label = skip_label(reason);
+        match self.skips.get(&(resource.clone(), label)) {
+            Some(c) => c.increment(1),
+            None => {
+                let c = counter!("weir_jobs_skipped_total",
+                    "resource" => resource.to_string(), "reason" => label);
+                c.increment(1);
+                self.skips.insert((resource.clone(), label), c);
             }
         }
         let limit = match reason {

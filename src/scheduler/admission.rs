@@ -146,8 +146,8 @@ impl<T> Scheduler<T> {
                 self.timers.set_pending(now);
             }
         }
-        if ran || quota.actual.is_some() {
-            let charged = quota.actual.unwrap_or(quota.estimate);
+        if ran || quota.actual().is_some() {
+            let charged = quota.actual().unwrap_or(quota.estimate);
             self.cost_charged = self.cost_charged.saturating_add(charged);
         }
         let local = self.quotas.is_empty();

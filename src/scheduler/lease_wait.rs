@@ -116,6 +116,7 @@ impl<T> Scheduler<T> {
         self.pending.push(Event::Skipped {
             key,
             payload,
+            resource: resource.clone(),
             reason: SkipReason::NoSlot,
         });
         self.timers.set_pending(now);
@@ -260,7 +261,7 @@ mod tests {
         // which waits for its lease until what is left of its own timeout (300 ms).
         let ev = poll(&mut s, ms(100));
         assert!(
-            matches!(&ev[..], [Event::Skipped { key, payload: 1, reason: SkipReason::NoSlot }, Event::LeaseWanted { key: k2, .. }]
+            matches!(&ev[..], [Event::Skipped { key, payload: 1, reason: SkipReason::NoSlot, .. }, Event::LeaseWanted { key: k2, .. }]
                 if *key == first && *k2 == second),
             "{ev:?}"
         );
@@ -339,7 +340,7 @@ mod tests {
         assert_eq!(s.next_deadline(), Some(ms(20)));
         let ev = poll(&mut s, ms(20));
         assert!(
-            matches!(&ev[..], [Event::Skipped { key, payload: 1, reason: SkipReason::NoSlot }, Event::LeaseWanted { key: k2, .. }]
+            matches!(&ev[..], [Event::Skipped { key, payload: 1, reason: SkipReason::NoSlot, .. }, Event::LeaseWanted { key: k2, .. }]
                 if *key == first && *k2 == second),
             "{ev:?}"
         );

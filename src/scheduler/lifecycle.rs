@@ -36,6 +36,7 @@ impl<T> Scheduler<T> {
             out.push(Event::Skipped {
                 key,
                 payload,
+                resource: resource.clone(),
                 reason: SkipReason::NoSlot,
             });
             return;
@@ -65,6 +66,7 @@ impl<T> Scheduler<T> {
         out.push(Event::Skipped {
             key,
             payload: entry.payload.expect("a waiting job has its payload"),
+            resource: res.name.clone(),
             reason: SkipReason::NoSlot,
         });
     }
@@ -92,6 +94,7 @@ impl<T> Scheduler<T> {
             out.push(Event::Skipped {
                 key,
                 payload,
+                resource: resource.clone(),
                 reason: SkipReason::NoSlot,
             });
             return;

@@ -104,6 +104,8 @@ pub enum Event<T> {
         key: JobKey,
         /// Its payload.
         payload: T,
+        /// Its resource (the job's entry is gone by now, so the shell cannot ask).
+        resource: ResourceId,
         /// Why.
         reason: SkipReason,
     },

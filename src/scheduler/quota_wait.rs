@@ -260,6 +260,7 @@ impl<T> Scheduler<T> {
         self.pending.push(Event::Skipped {
             key,
             payload: entry.payload.expect("a job in admission has its payload"),
+            resource: res.name.clone(),
             reason,
         });
         self.timers.set_pending(now);

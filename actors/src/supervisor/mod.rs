@@ -191,18 +191,19 @@ impl Supervisor {
                     }
                     self.shared.want(key, resource);
                 }
-                Event::Skipped { key, payload, reason } => {
+                Event::Skipped {
+                    key,
+                    payload,
+                    resource,
+                    reason,
+                } => {
                     // Skipped while it waited for a global lease: it had left the queue.
                     let waited_for_lease = self.shared.release(key);
-                    let resource = match &payload {
-                        Payload::Fresh(task) => Some(&task.resource),
-                        Payload::Resume(_) => None,
-                    };
-                    self.metrics.skipped(resource, &reason);
-                    if let (Some(resource), SkipReason::NoSlot) = (resource, &reason) {
+                    self.metrics.skipped(&resource, &reason);
+                    if let SkipReason::NoSlot = reason {
                         // Before the outcome goes out, so its caller reads this state.
-                        if let Some(state) = self.core.breaker_state(resource) {
-                            self.refusal_breakers.refused(resource, state);
+                        if let Some(state) = self.core.breaker_state(&resource) {
+                            self.refusal_breakers.refused(&resource, state);
                         }
                     }
                     if let Payload::Fresh(task) = payload {
